@@ -1,0 +1,248 @@
+// Package config reads the server's configuration from, in rising order of
+// precedence: built-in defaults, a YAML file, CROSSLOGIC_* environment
+// variables and command-line flags.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/crosslogic/crosslogic/internal/balancer"
+)
+
+// Config is the whole server configuration. Every field's zero value means
+// the default stated in its comment.
+type Config struct {
+	// Addr is the listen address of the public and admin API.
+	// Default "127.0.0.1:8080". Env CROSSLOGIC_ADDR.
+	Addr string `yaml:"addr"`
+	// DataDir holds the embedded store. Default ".crosslogic/data".
+	// Env CROSSLOGIC_DATA_DIR.
+	DataDir string `yaml:"data_dir"`
+	// AdminToken protects /admin/. Empty disables the admin API. Prefer
+	// AdminTokenFile or env CROSSLOGIC_ADMIN_TOKEN to keep it out of the
+	// config file.
+	AdminToken string `yaml:"admin_token"`
+	// AdminTokenFile is a file holding the admin token (trailing newline
+	// ignored); it wins over AdminToken.
+	AdminTokenFile string `yaml:"admin_token_file"`
+	// Log configures logging.
+	Log Log `yaml:"log"`
+	// Gateway tunes the request path.
+	Gateway Gateway `yaml:"gateway"`
+	// Health tunes active health checks of nodes.
+	Health Health `yaml:"health"`
+	// KeyReloadInterval is how often keys are reloaded from the store, so
+	// that a change made through another replica takes effect. Default
+	// 10s. Changes made through this process take effect at once.
+	KeyReloadInterval time.Duration `yaml:"key_reload_interval"`
+	// DrainTimeout bounds how long shutdown waits for requests in flight.
+	// Default 30s.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// Nodes are declared here instead of through the admin API.
+	Nodes []Node `yaml:"nodes"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error. Default info. Env
+	// CROSSLOGIC_LOG_LEVEL.
+	Level string `yaml:"level"`
+	// Format is text or json. Default text. Env CROSSLOGIC_LOG_FORMAT.
+	Format string `yaml:"format"`
+}
+
+// Gateway tunes the request path.
+type Gateway struct {
+	// MaxBodyBytes limits a request body. Default 16 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// ConnectTimeout bounds dialing a node. Default 5s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// ResponseHeaderTimeout bounds the wait for a node's status line,
+	// which for a non-streaming request comes after the whole generation.
+	// Default 10m.
+	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
+	// Balancer is round_robin or least_outstanding. Default
+	// least_outstanding.
+	Balancer string `yaml:"balancer"`
+	// RetryAfter is the Retry-After in seconds when a model has no ready
+	// node. Default 5.
+	RetryAfter int `yaml:"retry_after"`
+}
+
+// Health tunes active health checks.
+type Health struct {
+	// Interval between checks of each node. Default 5s.
+	Interval time.Duration `yaml:"interval"`
+	// Timeout of one check. Default 2s.
+	Timeout time.Duration `yaml:"timeout"`
+	// FailureThreshold is the consecutive failures that make a node
+	// unhealthy. Default 2.
+	FailureThreshold int `yaml:"failure_threshold"`
+}
+
+// Node declares a node in the config file.
+type Node struct {
+	ID       string   `yaml:"id"`
+	Endpoint string   `yaml:"endpoint"`
+	Models   []string `yaml:"models"`
+	Provider string   `yaml:"provider"`
+	Region   string   `yaml:"region"`
+	// UpstreamKeyEnv names an environment variable holding the bearer key
+	// the node's engine expects, so the key stays out of the file.
+	UpstreamKeyEnv string `yaml:"upstream_key_env"`
+}
+
+// Default returns the built-in configuration.
+func Default() Config {
+	return Config{
+		Addr:              "127.0.0.1:8080",
+		DataDir:           ".crosslogic/data",
+		Log:               Log{Level: "info", Format: "text"},
+		KeyReloadInterval: 10 * time.Second,
+		DrainTimeout:      30 * time.Second,
+		Gateway: Gateway{
+			MaxBodyBytes:          16 << 20,
+			ConnectTimeout:        5 * time.Second,
+			ResponseHeaderTimeout: 10 * time.Minute,
+			Balancer:              balancer.NameLeastOutstanding,
+			RetryAfter:            5,
+		},
+		Health: Health{Interval: 5 * time.Second, Timeout: 2 * time.Second,
+			FailureThreshold: 2},
+	}
+}
+
+// Flags are the command-line flags that override the configuration.
+type Flags struct {
+	path                                  *string
+	addr, dataDir, adminToken, level, fmt *string
+}
+
+// RegisterFlags adds the server's flags to fs.
+func RegisterFlags(fs *flag.FlagSet) *Flags {
+	return &Flags{
+		path:       fs.String("config", "", "YAML config `file` (env CROSSLOGIC_CONFIG)"),
+		addr:       fs.String("addr", "", "listen `address` (default 127.0.0.1:8080)"),
+		dataDir:    fs.String("data-dir", "", "data `directory` (default .crosslogic/data)"),
+		adminToken: fs.String("admin-token", "", "admin API `token` (env CROSSLOGIC_ADMIN_TOKEN)"),
+		level:      fs.String("log-level", "", "debug, info, warn or error"),
+		fmt:        fs.String("log-format", "", "text or json"),
+	}
+}
+
+// Load builds the configuration from defaults, the file named by the
+// --config flag or CROSSLOGIC_CONFIG, the environment and the flags.
+// getenv is os.Getenv outside tests.
+func Load(f *Flags, getenv func(string) string) (Config, error) {
+	cfg := Default()
+
+	path := *f.path
+	if path == "" {
+		path = getenv("CROSSLOGIC_CONFIG")
+	}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		if err := Parse(data, &cfg); err != nil {
+			return cfg, fmt.Errorf("config: %s: %w", path, err)
+		}
+	}
+
+	for _, o := range []struct {
+		dst        *string
+		env, flagv string
+	}{
+		{&cfg.Addr, "CROSSLOGIC_ADDR", *f.addr},
+		{&cfg.DataDir, "CROSSLOGIC_DATA_DIR", *f.dataDir},
+		{&cfg.AdminToken, "CROSSLOGIC_ADMIN_TOKEN", *f.adminToken},
+		{&cfg.Log.Level, "CROSSLOGIC_LOG_LEVEL", *f.level},
+		{&cfg.Log.Format, "CROSSLOGIC_LOG_FORMAT", *f.fmt},
+	} {
+		if v := getenv(o.env); v != "" {
+			*o.dst = v
+		}
+		if o.flagv != "" {
+			*o.dst = o.flagv
+		}
+	}
+	if cfg.AdminTokenFile != "" && *f.adminToken == "" {
+		b, err := os.ReadFile(cfg.AdminTokenFile)
+		if err != nil {
+			return cfg, fmt.Errorf("config: admin token file: %w", err)
+		}
+		cfg.AdminToken = strings.TrimRight(string(b), "\r\n")
+	}
+	return cfg, cfg.Validate()
+}
+
+// Parse decodes YAML into cfg, refusing unknown fields so that a typo is
+// an error instead of a silently ignored setting.
+func Parse(data []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	if c.Addr == "" {
+		return errors.New("config: addr is empty")
+	}
+	if c.DataDir == "" {
+		return errors.New("config: data_dir is empty")
+	}
+	if _, err := ParseLevel(c.Log.Level); err != nil {
+		return err
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return fmt.Errorf("config: log format %q: want text or json", c.Log.Format)
+	}
+	if _, err := balancer.New(c.Gateway.Balancer); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	seen := map[string]bool{}
+	for i, n := range c.Nodes {
+		if n.ID == "" {
+			return fmt.Errorf("config: nodes[%d] has no id", i)
+		}
+		if seen[n.ID] {
+			return fmt.Errorf("config: node %s declared twice", n.ID)
+		}
+		seen[n.ID] = true
+	}
+	return nil
+}
+
+// ParseLevel maps a level name to its slog level.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("config: log level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// NewLogger returns the logger the configuration asks for, writing to w.
+func (c Config) NewLogger(w io.Writer) *slog.Logger {
+	level, _ := ParseLevel(c.Log.Level)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

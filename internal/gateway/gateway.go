@@ -1,0 +1,242 @@
+// Package gateway is CrossLogic's public, OpenAI-compatible front door: it
+// authenticates a customer's API key, picks a ready node for the requested
+// model and proxies the request to it, streaming server-sent events
+// through as they arrive.
+//
+// The request path reads only in-memory state: the keyring and the
+// registry's current snapshot, both behind atomic pointers. It never
+// queries the store and takes no lock shared between requests.
+//
+// What the gateway changes on the way through, and nothing else:
+//
+//   - The customer's Authorization header is removed; the node's own bearer
+//     key, if it has one, is sent instead.
+//   - Hop-by-hop headers, Cookie and Accept-Encoding are not forwarded (the
+//     last so that engines answer uncompressed and every SSE event can be
+//     flushed as it arrives).
+//   - X-Request-Id is set on the request to the node and on the answer:
+//     the client's own when it sent a usable one, else a new one.
+//   - Request and response bodies are forwarded byte for byte.
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/crosslogic/crosslogic/internal/apikey"
+	"github.com/crosslogic/crosslogic/internal/balancer"
+	"github.com/crosslogic/crosslogic/internal/openai"
+	"github.com/crosslogic/crosslogic/internal/registry"
+)
+
+// DefaultMaxBodyBytes is the request body limit when none is configured.
+const DefaultMaxBodyBytes = 16 << 20
+
+// Config tunes the gateway. The zero value of each field means its
+// documented default.
+type Config struct {
+	// MaxBodyBytes limits a request body; larger bodies get 413. Zero
+	// means DefaultMaxBodyBytes (16 MiB).
+	MaxBodyBytes int64
+	// ConnectTimeout bounds dialing a node, TLS included. Zero means 5s.
+	ConnectTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for a node's status line once
+	// the request is sent. Engines send it only after the whole answer for
+	// a non-streaming request, so it must cover the longest generation.
+	// Zero means 10 minutes.
+	ResponseHeaderTimeout time.Duration
+	// RetryAfter is the Retry-After, in seconds, sent with a 503 when a
+	// model has no ready node. Zero means 5.
+	RetryAfter int
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 5 * time.Second
+	}
+	if c.ResponseHeaderTimeout <= 0 {
+		c.ResponseHeaderTimeout = 10 * time.Minute
+	}
+	if c.RetryAfter <= 0 {
+		c.RetryAfter = 5
+	}
+	return c
+}
+
+// Gateway serves the public API. Create one with New.
+type Gateway struct {
+	cfg       Config
+	keys      *apikey.Keyring
+	registry  *registry.Registry
+	policy    balancer.Policy
+	transport http.RoundTripper
+	log       *slog.Logger
+	now       func() time.Time
+	started   time.Time
+
+	draining atomic.Bool
+}
+
+// Options are what a Gateway is built from.
+type Options struct {
+	Config   Config
+	Keys     *apikey.Keyring
+	Registry *registry.Registry
+	// Policy picks among a model's ready nodes; nil means least
+	// outstanding.
+	Policy balancer.Policy
+	// Transport reaches the nodes; nil means NewTransport(Config).
+	Transport http.RoundTripper
+	// Logger receives request and error logs; nil discards.
+	Logger *slog.Logger
+	// Now is the clock used for key expiry; nil means time.Now.
+	Now func() time.Time
+}
+
+// New returns a gateway.
+func New(o Options) *Gateway {
+	g := &Gateway{
+		cfg:       o.Config.withDefaults(),
+		keys:      o.Keys,
+		registry:  o.Registry,
+		policy:    o.Policy,
+		transport: o.Transport,
+		log:       o.Logger,
+		now:       o.Now,
+	}
+	if g.policy == nil {
+		g.policy = new(balancer.LeastOutstanding)
+	}
+	if g.transport == nil {
+		g.transport = NewTransport(g.cfg)
+	}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	g.log = g.log.With("component", "gateway")
+	if g.now == nil {
+		g.now = time.Now
+	}
+	g.started = g.now()
+	return g
+}
+
+// NewTransport returns the HTTP transport the gateway uses to reach nodes:
+// keep-alive connections, enough idle ones per node for a busy gateway,
+// and no transparent compression.
+func NewTransport(cfg Config) *http.Transport {
+	cfg = cfg.withDefaults()
+	d := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		DialContext:           d.DialContext,
+		TLSHandshakeTimeout:   cfg.ConnectTimeout,
+		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       90 * time.Second,
+		// Engines answer SSE uncompressed only when not offered gzip, and
+		// a gzip stream cannot be flushed per event.
+		DisableCompression: true,
+	}
+}
+
+// Drain makes /readyz fail so load balancers stop sending new requests,
+// while requests in flight continue.
+func (g *Gateway) Drain() { g.draining.Store(true) }
+
+// ServeHTTP routes a request to its handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
+		g.serveInference(w, r)
+	case "/v1/models":
+		g.serveModels(w, r)
+	case "/healthz":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	case "/readyz":
+		g.serveReady(w)
+	default:
+		if len(r.URL.Path) > len("/v1/models/") && r.URL.Path[:len("/v1/models/")] == "/v1/models/" {
+			g.serveModel(w, r, r.URL.Path[len("/v1/models/"):])
+			return
+		}
+		setRequestID(w, r)
+		openai.NotFound(r.URL.Path).Write(w)
+	}
+}
+
+func (g *Gateway) serveReady(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if g.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("draining\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// authenticate checks the request's key and writes the refusal when it is
+// not valid.
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request,
+	requestID string) (*apikey.Key, bool) {
+	presented, ok := bearer(r.Header.Get("Authorization"))
+	if !ok {
+		openai.InvalidAPIKey("You didn't provide an API key. Provide it in the " +
+			"Authorization header as 'Bearer YOUR_KEY'.").Write(w)
+		return nil, false
+	}
+	k, err := g.keys.Authenticate(presented, g.now())
+	if err != nil {
+		msg := "Incorrect API key provided."
+		switch err {
+		case apikey.ErrRevoked:
+			msg = "This API key has been revoked."
+		case apikey.ErrExpired:
+			msg = "This API key has expired."
+		}
+		attrs := []any{"request_id", requestID, "reason", err.Error(), "remote", r.RemoteAddr}
+		if k != nil {
+			attrs = append(attrs, "key_id", k.ID)
+		}
+		g.log.Info("key refused", attrs...)
+		openai.InvalidAPIKey(msg).Write(w)
+		return nil, false
+	}
+	return k, true
+}
+
+// bearer extracts the token from an Authorization header value. The scheme
+// is case-insensitive, as RFC 9110 says.
+func bearer(h string) (string, bool) {
+	const scheme = "bearer "
+	if len(h) <= len(scheme) {
+		return "", false
+	}
+	for i := range len(scheme) {
+		c := h[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != scheme[i] {
+			return "", false
+		}
+	}
+	tok := h[len(scheme):]
+	for len(tok) > 0 && tok[0] == ' ' {
+		tok = tok[1:]
+	}
+	return tok, tok != ""
+}
+
+// clientGone reports whether the request failed because the client went
+// away, which is never the node's fault.
+func clientGone(r *http.Request) bool {
+	return r.Context().Err() == context.Canceled
+}

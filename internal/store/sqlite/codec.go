@@ -1,0 +1,74 @@
+package sqlite
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	modernc "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/crosslogic/crosslogic/internal/store"
+)
+
+// millis returns t as Unix milliseconds, the form times are stored in,
+// with the zero time as 0. Precision below a millisecond is dropped.
+func millis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// fromMillis is the inverse of millis, in UTC.
+func fromMillis(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+// encodeModels returns models as JSON text: an array, or null for a nil
+// slice, so that nil and empty come back apart.
+func encodeModels(models []string) string {
+	b, err := json.Marshal(models)
+	if err != nil {
+		// A slice of strings always marshals; invalid UTF-8 is replaced.
+		panic("sqlite: marshal models: " + err.Error())
+	}
+	return string(b)
+}
+
+// decodeModels is the inverse of encodeModels.
+func decodeModels(s string) ([]string, error) {
+	var models []string
+	if err := json.Unmarshal([]byte(s), &models); err != nil {
+		return nil, fmt.Errorf("decode models: %w", err)
+	}
+	return models, nil
+}
+
+// wrapErr prefixes err with the package and the operation, and makes a
+// unique-constraint violation match store.ErrConflict.
+func wrapErr(op string, err error) error {
+	if isUniqueViolation(err) {
+		return fmt.Errorf("sqlite: %s: %w: %v", op, store.ErrConflict, err)
+	}
+	return fmt.Errorf("sqlite: %s: %w", op, err)
+}
+
+// isUniqueViolation reports whether err is SQLite refusing a row whose
+// primary key or UNIQUE column is already taken. The driver turns on
+// extended result codes, which tell these apart from other constraints.
+func isUniqueViolation(err error) bool {
+	var e *modernc.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code() {
+	case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+		return true
+	}
+	return false
+}
