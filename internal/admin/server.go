@@ -132,20 +132,37 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
+	k, err := s.CreateKey(r.Context(), req)
+	if err != nil {
+		var apiErr *openai.Error
+		if errors.As(err, &apiErr) {
+			writeError(w, apiErr)
+			return
+		}
+		s.internal(w, "create key", err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, k)
+}
+
+// CreateKey makes (or, with req.Secret, imports) a key, stores it and
+// publishes it to the keyring. A refusal is an *openai.Error; ErrConflict
+// from the store comes back as a 409 one.
+func (s *Server) CreateKey(ctx context.Context, req CreateKeyRequest) (CreatedKey, error) {
 	req.Name = strings.TrimSpace(req.Name)
 	if req.Name == "" || len(req.Name) > 200 {
-		writeError(w, openai.InvalidRequest("name", "A key needs a name of 1-200 characters."))
-		return
+		return CreatedKey{}, openai.InvalidRequest("name",
+			"A key needs a name of 1-200 characters.")
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
 	if req.ExpiresAt != nil && !req.ExpiresAt.After(now) {
-		writeError(w, openai.InvalidRequest("expires_at", "expires_at must be in the future."))
-		return
+		return CreatedKey{}, openai.InvalidRequest("expires_at",
+			"expires_at must be in the future.")
 	}
 	for _, m := range req.Models {
 		if m == "" {
-			writeError(w, openai.InvalidRequest("models", "Model names must not be empty."))
-			return
+			return CreatedKey{}, openai.InvalidRequest("models",
+				"Model names must not be empty.")
 		}
 	}
 
@@ -153,36 +170,32 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 	if secret == "" {
 		k, err := apikey.Generate()
 		if err != nil {
-			s.internal(w, "generate key", err)
-			return
+			return CreatedKey{}, err
 		}
 		secret, digest, hint = k.Secret, k.Digest, k.Hint
 	}
 	id, err := apikey.NewID()
 	if err != nil {
-		s.internal(w, "generate key id", err)
-		return
+		return CreatedKey{}, err
 	}
 	rec := store.APIKey{ID: id, Name: req.Name, Hash: digest[:], Hint: hint,
 		Models: req.Models, CreatedAt: now}
 	if req.ExpiresAt != nil {
 		rec.ExpiresAt = req.ExpiresAt.UTC()
 	}
-	if err := s.store.CreateKey(r.Context(), rec); err != nil {
+	if err := s.store.CreateKey(ctx, rec); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			writeError(w, &openai.Error{Status: http.StatusConflict, Type: openai.TypeInvalidRequest,
-				Code: "key_exists", Message: "This key already exists."})
-			return
+			return CreatedKey{}, &openai.Error{Status: http.StatusConflict,
+				Type: openai.TypeInvalidRequest, Code: "key_exists",
+				Message: "This key already exists."}
 		}
-		s.internal(w, "store key", err)
-		return
+		return CreatedKey{}, fmt.Errorf("admin: store key: %w", err)
 	}
-	if err := s.ReloadKeys(r.Context()); err != nil {
-		s.internal(w, "publish keys", err)
-		return
+	if err := s.ReloadKeys(ctx); err != nil {
+		return CreatedKey{}, err
 	}
 	s.log.Info("key created", "key_id", id, "name", req.Name, "models", req.Models)
-	writeJSON(w, http.StatusCreated, CreatedKey{Key: keyView(rec, now), Secret: secret})
+	return CreatedKey{Key: keyView(rec, now), Secret: secret}, nil
 }
 
 func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,230 @@
+// Package controlplane assembles one CrossLogic server process: the store,
+// the keyring, the node registry and its health prober, the admin API and
+// the gateway, on one listener. `crosslogic server` and `crosslogic demo`
+// both run it.
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/crosslogic/crosslogic/internal/admin"
+	"github.com/crosslogic/crosslogic/internal/apikey"
+	"github.com/crosslogic/crosslogic/internal/balancer"
+	"github.com/crosslogic/crosslogic/internal/config"
+	"github.com/crosslogic/crosslogic/internal/gateway"
+	"github.com/crosslogic/crosslogic/internal/registry"
+	"github.com/crosslogic/crosslogic/internal/store"
+	"github.com/crosslogic/crosslogic/internal/store/sqlite"
+)
+
+// Server is a running control plane and gateway. Create one with New, run
+// it with Serve, and it closes its store when Serve returns.
+type Server struct {
+	cfg      config.Config
+	log      *slog.Logger
+	store    store.Store
+	keys     *apikey.Keyring
+	registry *registry.Registry
+	prober   *registry.Prober
+	gateway  *gateway.Gateway
+	admin    *admin.Server
+	handler  http.Handler
+}
+
+// New opens the store, loads keys and nodes, and builds the handlers. It
+// does not listen yet.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	st, err := sqlite.Open(ctx, cfg.DataDir, sqlite.WithLogger(log))
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: open store: %w", err)
+	}
+	s, err := newWithStore(ctx, cfg, log, st)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func newWithStore(ctx context.Context, cfg config.Config, log *slog.Logger,
+	st store.Store) (*Server, error) {
+	s := &Server{cfg: cfg, log: log, store: st, keys: new(apikey.Keyring),
+		registry: registry.New(log)}
+
+	if err := admin.ReloadKeys(ctx, st, s.keys); err != nil {
+		return nil, err
+	}
+	if err := s.loadNodes(ctx); err != nil {
+		return nil, err
+	}
+
+	policy, err := balancer.New(cfg.Gateway.Balancer)
+	if err != nil {
+		return nil, err
+	}
+	gcfg := gateway.Config{
+		MaxBodyBytes:          cfg.Gateway.MaxBodyBytes,
+		ConnectTimeout:        cfg.Gateway.ConnectTimeout,
+		ResponseHeaderTimeout: cfg.Gateway.ResponseHeaderTimeout,
+		RetryAfter:            cfg.Gateway.RetryAfter,
+	}
+	transport := gateway.NewTransport(gcfg)
+	s.gateway = gateway.New(gateway.Options{Config: gcfg, Keys: s.keys,
+		Registry: s.registry, Policy: policy, Transport: transport, Logger: log})
+	s.admin = admin.NewServer(admin.Options{Store: st, Keys: s.keys,
+		Registry: s.registry, Token: cfg.AdminToken, Logger: log})
+	s.prober = &registry.Prober{Registry: s.registry,
+		Client:   &http.Client{Transport: transport},
+		Interval: cfg.Health.Interval, Timeout: cfg.Health.Timeout,
+		FailureThreshold: cfg.Health.FailureThreshold}
+
+	mux := http.NewServeMux()
+	mux.Handle("/admin/", s.admin)
+	mux.Handle("/", s.gateway)
+	s.handler = mux
+	return s, nil
+}
+
+// loadNodes puts the config file's nodes and the stored ones in the
+// registry. A stored node whose ID the config file also declares is
+// skipped with a warning: the file wins.
+func (s *Server) loadNodes(ctx context.Context) error {
+	for _, n := range s.cfg.Nodes {
+		spec := registry.Spec{ID: n.ID, Endpoint: n.Endpoint, Models: n.Models,
+			Provider: n.Provider, Region: n.Region, Source: registry.SourceConfig}
+		if spec.Provider == "" {
+			spec.Provider = "manual"
+		}
+		if n.UpstreamKeyEnv != "" {
+			spec.UpstreamKey = os.Getenv(n.UpstreamKeyEnv)
+			if spec.UpstreamKey == "" {
+				return fmt.Errorf("controlplane: node %s: environment variable %s is empty",
+					n.ID, n.UpstreamKeyEnv)
+			}
+		}
+		if err := s.registry.Add(spec); err != nil {
+			return fmt.Errorf("controlplane: config: %w", err)
+		}
+	}
+	stored, err := s.store.ListNodes(ctx)
+	if err != nil {
+		return fmt.Errorf("controlplane: load nodes: %w", err)
+	}
+	for _, n := range stored {
+		err := s.registry.Add(registry.Spec{ID: n.ID, Endpoint: n.Endpoint,
+			Models: n.Models, Provider: n.Provider, Region: n.Region,
+			UpstreamKey: n.UpstreamKey, Source: registry.SourceAdmin})
+		if errors.Is(err, registry.ErrExists) {
+			s.log.Warn("stored node shadowed by the config file", "node_id", n.ID)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("controlplane: stored node: %w", err)
+		}
+	}
+	return nil
+}
+
+// Handler returns the process's HTTP handler: /admin/ and the public API.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Registry returns the node registry.
+func (s *Server) Registry() *registry.Registry { return s.registry }
+
+// Admin returns the admin API server.
+func (s *Server) Admin() *admin.Server { return s.admin }
+
+// Serve serves on ln until ctx is done, then drains: /readyz turns 503,
+// the listener closes, and requests in flight get up to the configured
+// drain timeout to finish. It closes the store before returning.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	defer s.store.Close()
+
+	bg, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
+	go s.prober.Run(bg)
+	go s.reloadKeys(bg)
+
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info("serving", "addr", ln.Addr().String(), "nodes", len(s.registry.Nodes()),
+		"admin_api", s.cfg.AdminToken != "")
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("controlplane: serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	s.log.Info("draining", "timeout", s.cfg.DrainTimeout.String())
+	s.gateway.Drain()
+	drainCtx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(drainCtx); err != nil {
+		s.log.Warn("drain timed out; closing connections", "error", err)
+		srv.Close()
+	}
+	s.log.Info("stopped")
+	return nil
+}
+
+// reloadKeys picks up key changes made by other replicas.
+func (s *Server) reloadKeys(ctx context.Context) {
+	interval := s.cfg.KeyReloadInterval
+	if interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.admin.ReloadKeys(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("key reload failed; serving the last keys loaded", "error", err)
+			}
+		}
+	}
+}
+
+// WaitReady polls the registry until every node serving each of models has
+// been checked and at least one is ready, or ctx ends.
+func (s *Server) WaitReady(ctx context.Context, models ...string) error {
+	for {
+		snap := s.registry.Snapshot()
+		missing := []string{}
+		for _, m := range models {
+			if p := snap.Pool([]byte(m)); p == nil || len(p.Ready) == 0 {
+				missing = append(missing, m)
+			}
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		s.prober.Round(ctx)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("controlplane: no ready node for %s: %w",
+				strings.Join(missing, ", "), ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
