@@ -11,6 +11,7 @@ package registry
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"slices"
 	"sort"
@@ -29,8 +30,13 @@ const (
 	StateJoining State = "joining"
 	// StateReady is a node that passed its last health check.
 	StateReady State = "ready"
-	// StateUnhealthy is a node that failed its recent health checks.
+	// StateUnhealthy is a node that failed its recent health checks, or
+	// whose agent missed its heartbeats or reported its engine down.
 	StateUnhealthy State = "unhealthy"
+	// StateDraining is a node going away: its agent reported a shutdown
+	// or spot interruption, or an operator drained it. It finishes the
+	// requests it has and gets no new ones.
+	StateDraining State = "draining"
 )
 
 // Source says where a node's declaration came from.
@@ -43,6 +49,9 @@ const (
 	SourceConfig Source = "config"
 	// SourceAdmin nodes were added through the admin API and are stored.
 	SourceAdmin Source = "admin"
+	// SourceAgent nodes joined with a join token and run CrossLogic's
+	// agent, which heartbeats; they are stored.
+	SourceAgent Source = "agent"
 )
 
 // Spec declares a node: what it serves and how to reach it.
@@ -55,6 +64,24 @@ type Spec struct {
 	// UpstreamKey is the bearer token the engine expects; empty for none.
 	UpstreamKey string
 	Source      Source
+	// Facts are what an agent reported about its machine; zero for other
+	// nodes.
+	Facts Facts
+	// CertNotAfter is when an agent node's certificate expires.
+	CertNotAfter time.Time
+	// Transport reaches the node; nil means the gateway's shared one. Agent
+	// nodes get their own, which verifies the node's certificate identity.
+	Transport http.RoundTripper
+}
+
+// Facts describe an agent node's machine.
+type Facts struct {
+	Zone         string            `json:"zone,omitempty"`
+	InstanceType string            `json:"instance_type,omitempty"`
+	Spot         bool              `json:"spot,omitempty"`
+	GPU          string            `json:"gpu,omitempty"`
+	Engine       string            `json:"engine,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
 }
 
 // Validate reports what is wrong with the spec, if anything.
@@ -100,7 +127,30 @@ type Node struct {
 	Source Source
 
 	authorization string
+	transport     http.RoundTripper
 	inflight      atomic.Int64
+	load          atomic.Pointer[Load]
+}
+
+// Load is a node's load as its agent last reported it.
+type Load struct {
+	// Running and Waiting are the engine's requests being generated and
+	// queued.
+	Running, Waiting float64
+	// KVCacheUsage is the engine's KV-cache use, 0 to 1.
+	KVCacheUsage float64
+}
+
+// Transport returns the round tripper for the node, or nil for the
+// gateway's shared one.
+func (n *Node) Transport() http.RoundTripper { return n.transport }
+
+// Load returns the node's last reported load; zero when none was.
+func (n *Node) Load() Load {
+	if l := n.load.Load(); l != nil {
+		return *l
+	}
+	return Load{}
 }
 
 // Authorization returns the Authorization header value to send to the
@@ -120,7 +170,7 @@ func newNode(s Spec) *Node {
 	base := strings.TrimRight(s.Endpoint, "/")
 	u, _ := url.Parse(base) // validated by Spec.Validate
 	n := &Node{ID: s.ID, BaseURL: base, URL: u, Models: slices.Clone(s.Models),
-		Provider: s.Provider, Region: s.Region, Source: s.Source}
+		Provider: s.Provider, Region: s.Region, Source: s.Source, transport: s.Transport}
 	if s.UpstreamKey != "" {
 		n.authorization = "Bearer " + s.UpstreamKey
 	}
@@ -139,16 +189,36 @@ type Status struct {
 	Since     time.Time `json:"state_since"`
 	LastError string    `json:"last_error,omitempty"`
 	Inflight  int64     `json:"inflight"`
+	Facts     Facts     `json:"facts"`
+	// Load is the last load an agent reported.
+	Load Load `json:"load"`
+	// LastHeartbeat is when the node's agent last reported; zero for
+	// nodes without an agent.
+	LastHeartbeat time.Time `json:"last_heartbeat"`
+	// CertNotAfter is when an agent node's certificate expires.
+	CertNotAfter time.Time `json:"cert_not_after"`
+	// Drained reports whether an operator drained the node.
+	Drained bool `json:"drained"`
 }
 
-// entry is a node and its state in the registry's table.
+// entry is a node and its state in the registry's table. Its state is
+// derived from the inputs below by entry.derive.
 type entry struct {
 	spec      Spec
 	node      *Node
 	state     State
 	since     time.Time
-	failures  int
-	lastError string
+	failures  int    // consecutive failed health checks
+	probed    bool   // at least one health check succeeded
+	probeDown bool   // failures reached the threshold; cleared by a success
+	lastError string // of the last failed check or non-ready report
+
+	// Agent nodes only.
+	heartbeatAt time.Time // last heartbeat; zero before the first
+	reported    string    // state the agent last reported
+	stale       bool      // heartbeat older than the TTL
+	drained     bool      // an operator drained the node
+	certExpiry  time.Time // current certificate's NotAfter
 }
 
 // Registry is the table of nodes. The zero value is not usable; call New.
@@ -194,7 +264,8 @@ func (r *Registry) Add(s Spec) error {
 	if _, ok := r.nodes[s.ID]; ok {
 		return fmt.Errorf("%w: %s", ErrExists, s.ID)
 	}
-	r.nodes[s.ID] = &entry{spec: s, node: newNode(s), state: StateJoining, since: r.now()}
+	r.nodes[s.ID] = &entry{spec: s, node: newNode(s), state: StateJoining, since: r.now(),
+		certExpiry: s.CertNotAfter}
 	r.publishLocked()
 	r.log.Info("node added", "node_id", s.ID, "endpoint", s.Endpoint,
 		"models", s.Models, "source", s.Source)
@@ -254,7 +325,33 @@ func (e *entry) status() Status {
 	return Status{ID: e.spec.ID, Endpoint: e.spec.Endpoint, Models: slices.Clone(e.spec.Models),
 		Provider: e.spec.Provider, Region: e.spec.Region, Source: e.spec.Source,
 		State: e.state, Since: e.since, LastError: e.lastError,
-		Inflight: e.node.Inflight()}
+		Inflight: e.node.Inflight(), Facts: e.spec.Facts, Load: e.node.Load(),
+		LastHeartbeat: e.heartbeatAt, CertNotAfter: e.certExpiry, Drained: e.drained}
+}
+
+// derive computes the entry's state from its inputs. The order is the
+// order of precedence: a draining node stays draining whatever else is
+// true, and an agent node is ready only when its agent says so, its
+// heartbeat is fresh and the control plane's own checks pass.
+func (e *entry) derive() State {
+	switch {
+	case e.drained || e.reported == "draining":
+		return StateDraining
+	case e.spec.Source == SourceAgent && e.heartbeatAt.IsZero():
+		return StateJoining
+	case e.stale:
+		return StateUnhealthy
+	case e.spec.Source == SourceAgent && e.reported == "starting":
+		return StateJoining
+	case e.spec.Source == SourceAgent && e.reported != "ready":
+		return StateUnhealthy
+	case e.probeDown:
+		return StateUnhealthy
+	case !e.probed:
+		return StateJoining
+	default:
+		return StateReady
+	}
 }
 
 // ReportHealth records the outcome of a health check of node n. A node
@@ -268,28 +365,104 @@ func (r *Registry) ReportHealth(n *Node, err error, threshold int) {
 	if !ok || e.node != n {
 		return
 	}
-	prev := e.state
 	if err == nil {
-		e.failures, e.lastError = 0, ""
-		if e.state != StateReady {
-			e.state, e.since = StateReady, r.now()
+		e.failures, e.probed, e.probeDown = 0, true, false
+		if e.reported == "" || e.reported == "ready" {
+			e.lastError = ""
 		}
 	} else {
 		e.failures++
 		e.lastError = err.Error()
-		if e.failures >= threshold && e.state != StateUnhealthy {
-			e.state, e.since = StateUnhealthy, r.now()
+		e.probeDown = e.failures >= threshold
+	}
+	r.updateLocked(e, "health check")
+}
+
+// Heartbeat records an agent's report about its node. It returns
+// ErrUnknownNode when the node was removed, so the agent can be told to
+// stop.
+func (r *Registry) Heartbeat(id, state, reason string, load Load) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.nodes[id]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrUnknownNode, id)
+	}
+	e.heartbeatAt, e.reported, e.stale = r.now(), state, false
+	e.node.load.Store(&load)
+	if state != "ready" {
+		e.lastError = reason
+	} else if e.failures == 0 {
+		e.lastError = ""
+	}
+	r.updateLocked(e, "heartbeat")
+	return nil
+}
+
+// ExpireHeartbeats marks unhealthy every agent node whose last heartbeat
+// is older than ttl. The prober calls it every round.
+func (r *Registry) ExpireHeartbeats(ttl time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	for _, e := range r.nodes {
+		if e.spec.Source != SourceAgent || e.heartbeatAt.IsZero() || e.stale {
+			continue
+		}
+		if now.Sub(e.heartbeatAt) > ttl {
+			e.stale = true
+			e.lastError = "no heartbeat for " + now.Sub(e.heartbeatAt).Round(time.Second).String()
+			r.updateLocked(e, "heartbeat missed")
 		}
 	}
-	if e.state == prev {
+}
+
+// Drain stops routing new requests to a node until it is removed.
+func (r *Registry) Drain(id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.nodes[id]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrUnknownNode, id)
+	}
+	e.drained = true
+	r.updateLocked(e, "drained by operator")
+	return nil
+}
+
+// SetCertExpiry records an agent node's renewed certificate.
+func (r *Registry) SetCertExpiry(id string, notAfter time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.nodes[id]; ok {
+		e.certExpiry = notAfter
+	}
+}
+
+// updateLocked re-derives e's state and publishes a snapshot if it
+// changed. r.mu must be held.
+func (r *Registry) updateLocked(e *entry, cause string) {
+	e.transitionLocked(r, e.derive(), cause)
+}
+
+// transitionLocked moves e to state and publishes. r.mu must be held.
+func (e *entry) transitionLocked(r *Registry, state State, cause string) {
+	if state == e.state {
 		return
 	}
+	prev := e.state
+	e.state, e.since = state, r.now()
 	r.publishLocked()
-	if e.state == StateReady {
-		r.log.Info("node ready", "node_id", n.ID, "previous", prev)
-	} else {
-		r.log.Warn("node unhealthy", "node_id", n.ID, "previous", prev,
-			"failures", e.failures, "error", err)
+	attrs := []any{"node_id", e.spec.ID, "previous", prev, "cause", cause}
+	switch state {
+	case StateReady:
+		r.log.Info("node ready", attrs...)
+	case StateDraining:
+		r.log.Info("node draining", attrs...)
+	case StateUnhealthy:
+		r.log.Warn("node unhealthy", append(attrs, "error", e.lastError)...)
+	default:
+		r.log.Info("node "+string(state), attrs...)
 	}
 }
 
