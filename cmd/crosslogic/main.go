@@ -34,8 +34,11 @@ Usage:
   crosslogic server [flags]                    control plane and gateway
   crosslogic demo [flags]                      gateway + simulated nodes, ready for curl
   crosslogic sim [flags]                       simulator engine (OpenAI-compatible, vLLM-like)
+  crosslogic agent [flags]                     the agent on a node: join, serve the engine over mTLS
   crosslogic keys create|list|revoke [flags]   manage API keys
-  crosslogic nodes list|add|remove [flags]     manage nodes
+  crosslogic nodes list|show|add|drain|remove  manage nodes
+  crosslogic tokens create|list|revoke         manage join tokens
+  crosslogic ca show                           the CA's fingerprint and trust bundle
   crosslogic version
 
 Run 'crosslogic COMMAND -h' for a command's flags.
@@ -64,6 +67,10 @@ func run(ctx context.Context, args []string) int {
 		err = cli.Keys(ctx, args[1:], cli.OSEnv())
 	case "nodes":
 		err = cli.Nodes(ctx, args[1:], cli.OSEnv())
+	case "tokens":
+		err = cli.Tokens(ctx, args[1:], cli.OSEnv())
+	case "ca":
+		err = cli.CA(ctx, args[1:], cli.OSEnv())
 	case "version", "--version":
 		fmt.Println("crosslogic", version)
 	case "help", "-h", "--help":
@@ -105,7 +112,14 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	return cp.Serve(ctx, ln)
+	var agents net.Listener
+	if cfg.AgentAddr != "" {
+		if agents, err = net.Listen("tcp", cfg.AgentAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen for agents: %w", err)
+		}
+	}
+	return cp.Serve(ctx, ln, agents)
 }
 
 func runDemo(ctx context.Context, args []string) error {

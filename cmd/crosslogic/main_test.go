@@ -116,7 +116,9 @@ func TestDemoAsDocumented(t *testing.T) {
 		var c struct {
 			Object  string
 			Choices []struct{ Message struct{ Content string } }
-			Usage   *struct{ TotalTokens int `json:"total_tokens"` }
+			Usage   *struct {
+				TotalTokens int `json:"total_tokens"`
+			}
 		}
 		if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
 			t.Fatal(err)

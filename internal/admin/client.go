@@ -123,3 +123,41 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	return nil
 }
+
+// GetNode returns one node.
+func (c *Client) GetNode(ctx context.Context, id string) (Node, error) {
+	var out Node
+	return out, c.do(ctx, http.MethodGet, "/admin/nodes/"+url.PathEscape(id), nil, &out)
+}
+
+// DrainNode stops new requests to a node.
+func (c *Client) DrainNode(ctx context.Context, id string) (Node, error) {
+	var out Node
+	return out, c.do(ctx, http.MethodPost, "/admin/nodes/"+url.PathEscape(id)+"/drain",
+		struct{}{}, &out)
+}
+
+// CreateJoinToken makes a join token and returns it with its secret.
+func (c *Client) CreateJoinToken(ctx context.Context,
+	req CreateJoinTokenRequest) (CreatedJoinToken, error) {
+	var out CreatedJoinToken
+	return out, c.do(ctx, http.MethodPost, "/admin/tokens", req, &out)
+}
+
+// ListJoinTokens returns every join token.
+func (c *Client) ListJoinTokens(ctx context.Context) ([]JoinToken, error) {
+	var out []JoinToken
+	return out, c.do(ctx, http.MethodGet, "/admin/tokens", nil, &out)
+}
+
+// RevokeJoinToken revokes a join token by ID.
+func (c *Client) RevokeJoinToken(ctx context.Context, id string) (JoinToken, error) {
+	var out JoinToken
+	return out, c.do(ctx, http.MethodDelete, "/admin/tokens/"+url.PathEscape(id), nil, &out)
+}
+
+// CA returns the CA's fingerprint and trust bundle.
+func (c *Client) CA(ctx context.Context) (CA, error) {
+	var out CA
+	return out, c.do(ctx, http.MethodGet, "/admin/ca", nil, &out)
+}

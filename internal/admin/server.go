@@ -14,6 +14,7 @@ import (
 
 	"github.com/crosslogic/crosslogic/internal/apikey"
 	"github.com/crosslogic/crosslogic/internal/openai"
+	"github.com/crosslogic/crosslogic/internal/pki"
 	"github.com/crosslogic/crosslogic/internal/registry"
 	"github.com/crosslogic/crosslogic/internal/store"
 )
@@ -31,6 +32,7 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	mux      *http.ServeMux
+	ca       *pki.CA
 }
 
 // Options are what a Server is built from.
@@ -45,11 +47,13 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// CA is the internal CA, shown by GET /admin/ca; nil answers 404.
+	CA *pki.CA
 }
 
 // NewServer returns the admin API handler.
 func NewServer(o Options) *Server {
-	s := &Server{store: o.Store, keys: o.Keys, registry: o.Registry, log: o.Logger,
+	s := &Server{store: o.Store, keys: o.Keys, registry: o.Registry, log: o.Logger, ca: o.CA,
 		now: o.Now, enabled: o.Token != "", token: sha256.Sum256([]byte(o.Token))}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -66,6 +70,11 @@ func NewServer(o Options) *Server {
 	s.mux.HandleFunc("POST /admin/nodes", s.addNode)
 	s.mux.HandleFunc("GET /admin/nodes/{id}", s.getNode)
 	s.mux.HandleFunc("DELETE /admin/nodes/{id}", s.removeNode)
+	s.mux.HandleFunc("POST /admin/nodes/{id}/drain", s.drainNode)
+	s.mux.HandleFunc("GET /admin/tokens", s.listTokens)
+	s.mux.HandleFunc("POST /admin/tokens", s.createToken)
+	s.mux.HandleFunc("DELETE /admin/tokens/{id}", s.revokeToken)
+	s.mux.HandleFunc("GET /admin/ca", s.showCA)
 	return s
 }
 
@@ -328,9 +337,19 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) {
 }
 
 func nodeView(n registry.Status) Node {
-	return Node{ID: n.ID, Endpoint: n.Endpoint, Models: n.Models, Provider: n.Provider,
+	v := Node{ID: n.ID, Endpoint: n.Endpoint, Models: n.Models, Provider: n.Provider,
 		Region: n.Region, Source: string(n.Source), State: string(n.State),
-		StateAt: n.Since, LastError: n.LastError, Inflight: n.Inflight}
+		StateAt: n.Since, LastError: n.LastError, Inflight: n.Inflight,
+		Drained: n.Drained, Facts: n.Facts, Load: n.Load}
+	if !n.LastHeartbeat.IsZero() {
+		t := n.LastHeartbeat
+		v.LastHeartbeat = &t
+	}
+	if !n.CertNotAfter.IsZero() {
+		t := n.CertNotAfter
+		v.CertNotAfter = &t
+	}
+	return v
 }
 
 // decode reads a JSON body into v, answering 400 or 413 when it cannot.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -140,10 +141,10 @@ func Keys(ctx context.Context, args []string, env Env) error {
 	return ErrUsage
 }
 
-// Nodes runs `crosslogic nodes list|add|remove`.
+// Nodes runs `crosslogic nodes list|show|add|drain|remove`.
 func Nodes(ctx context.Context, args []string, env Env) error {
 	if len(args) == 0 {
-		fmt.Fprintln(env.Stderr, "usage: crosslogic nodes list|add|remove [flags]")
+		fmt.Fprintln(env.Stderr, "usage: crosslogic nodes list|show|add|drain|remove [flags]")
 		return ErrUsage
 	}
 	fs := flag.NewFlagSet("nodes "+args[0], flag.ContinueOnError)
@@ -166,12 +167,39 @@ func Nodes(ctx context.Context, args []string, env Env) error {
 			return printJSON(env.Stdout, nodes)
 		}
 		tw := table(env.Stdout, "ID", "ENDPOINT", "MODELS", "STATE", "INFLIGHT", "PROVIDER",
-			"REGION", "SOURCE")
+			"REGION", "SOURCE", "CERT EXPIRES")
 		for _, n := range nodes {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", n.ID, n.Endpoint,
-				models(n.Models), n.State, n.Inflight, n.Provider, dash(n.Region), n.Source)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", n.ID, n.Endpoint,
+				models(n.Models), n.State, n.Inflight, n.Provider, dash(n.Region), n.Source,
+				when(n.CertNotAfter))
 		}
 		return tw.Flush()
+
+	case "show", "drain":
+		if err := parse(fs, args[1:], 1); err != nil {
+			return err
+		}
+		cl, err := c.client()
+		if err != nil {
+			return err
+		}
+		var n admin.Node
+		if args[0] == "show" {
+			n, err = cl.GetNode(ctx, fs.Arg(0))
+		} else {
+			n, err = cl.DrainNode(ctx, fs.Arg(0))
+		}
+		if err != nil {
+			return err
+		}
+		if *c.output == "json" {
+			return printJSON(env.Stdout, n)
+		}
+		if args[0] == "drain" {
+			fmt.Fprintf(env.Stdout, "Node %s is draining: it gets no new requests.\n", n.ID)
+			return nil
+		}
+		return printNode(env.Stdout, n)
 
 	case "add":
 		id := fs.String("id", "", "node `id` (required)")
@@ -291,4 +319,177 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func printNode(w io.Writer, n admin.Node) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	row("ID", n.ID)
+	row("Endpoint", n.Endpoint)
+	row("Models", models(n.Models))
+	row("State", fmt.Sprintf("%s since %s", n.State, when(&n.StateAt)))
+	if n.LastError != "" {
+		row("Last error", n.LastError)
+	}
+	row("Source", n.Source)
+	row("Provider", fmt.Sprintf("%s / %s / %s", n.Provider, dash(n.Region), dash(n.Facts.Zone)))
+	if n.Facts.InstanceType != "" || n.Facts.GPU != "" {
+		row("Machine", fmt.Sprintf("%s, %s, spot=%v", dash(n.Facts.InstanceType),
+			dash(n.Facts.GPU), n.Facts.Spot))
+	}
+	if n.Facts.Engine != "" {
+		row("Engine", n.Facts.Engine)
+	}
+	row("In flight", fmt.Sprint(n.Inflight))
+	if n.LastHeartbeat != nil {
+		row("Load", fmt.Sprintf("running %.0f, waiting %.0f, KV cache %.0f%%",
+			n.Load.Running, n.Load.Waiting, 100*n.Load.KVCacheUsage))
+		row("Last heartbeat", when(n.LastHeartbeat))
+	}
+	if n.CertNotAfter != nil {
+		row("Certificate expires", when(n.CertNotAfter))
+	}
+	return tw.Flush()
+}
+
+// Tokens runs `crosslogic tokens create|list|revoke`.
+func Tokens(ctx context.Context, args []string, env Env) error {
+	if len(args) == 0 {
+		fmt.Fprintln(env.Stderr, "usage: crosslogic tokens create|list|revoke [flags]")
+		return ErrUsage
+	}
+	fs := flag.NewFlagSet("tokens "+args[0], flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	c := addCommon(fs, env)
+	switch args[0] {
+	case "create":
+		ttl := fs.Duration("ttl", time.Hour, "how long the token can be used")
+		uses := fs.Int("uses", 1, "how many nodes may join with it")
+		model := fs.String("model", "", "comma-separated `models` joining nodes may serve "+
+			"(default any)")
+		var labels labelFlag
+		fs.Var(&labels, "label", "`key=value` copied to the node; repeatable")
+		if err := parse(fs, args[1:], 0); err != nil {
+			return err
+		}
+		cl, err := c.client()
+		if err != nil {
+			return err
+		}
+		t, err := cl.CreateJoinToken(ctx, admin.CreateJoinTokenRequest{
+			TTLSeconds: int64(ttl.Seconds()), MaxUses: *uses, Models: split(*model),
+			Labels: labels.m})
+		if err != nil {
+			return err
+		}
+		if *c.output == "json" {
+			return printJSON(env.Stdout, t)
+		}
+		fmt.Fprintf(env.Stdout, "Created join token %s: %d use(s), expires %s.\n", t.ID,
+			t.MaxUses, when(&t.ExpiresAt))
+		fmt.Fprintf(env.Stdout, "Copy it now; it is not shown again:\n\n  %s\n\n", t.Secret)
+		return nil
+
+	case "list":
+		if err := parse(fs, args[1:], 0); err != nil {
+			return err
+		}
+		cl, err := c.client()
+		if err != nil {
+			return err
+		}
+		tokens, err := cl.ListJoinTokens(ctx)
+		if err != nil {
+			return err
+		}
+		if *c.output == "json" {
+			return printJSON(env.Stdout, tokens)
+		}
+		tw := table(env.Stdout, "ID", "STATE", "USES", "MODELS", "LABELS", "EXPIRES")
+		for _, t := range tokens {
+			fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\n", t.ID, t.State, t.Uses, t.MaxUses,
+				models(t.Models), labelString(t.Labels), when(&t.ExpiresAt))
+		}
+		return tw.Flush()
+
+	case "revoke":
+		if err := parse(fs, args[1:], 1); err != nil {
+			return err
+		}
+		cl, err := c.client()
+		if err != nil {
+			return err
+		}
+		t, err := cl.RevokeJoinToken(ctx, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if *c.output == "json" {
+			return printJSON(env.Stdout, t)
+		}
+		fmt.Fprintf(env.Stdout, "Revoked join token %s.\n", t.ID)
+		return nil
+	}
+	fmt.Fprintf(env.Stderr, "crosslogic tokens: unknown command %q\n", args[0])
+	return ErrUsage
+}
+
+// CA runs `crosslogic ca show`.
+func CA(ctx context.Context, args []string, env Env) error {
+	if len(args) == 0 || args[0] != "show" {
+		fmt.Fprintln(env.Stderr, "usage: crosslogic ca show [flags]")
+		return ErrUsage
+	}
+	fs := flag.NewFlagSet("ca show", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	c := addCommon(fs, env)
+	if err := parse(fs, args[1:], 0); err != nil {
+		return err
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	ca, err := cl.CA(ctx)
+	if err != nil {
+		return err
+	}
+	if *c.output == "json" {
+		return printJSON(env.Stdout, ca)
+	}
+	fmt.Fprintf(env.Stdout, "Fingerprint: %s\n\n%s", ca.Fingerprint, ca.Bundle)
+	return nil
+}
+
+// labelFlag collects repeated --label key=value flags.
+type labelFlag struct{ m map[string]string }
+
+func (l *labelFlag) String() string { return labelString(l.m) }
+
+func (l *labelFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("label %q: want key=value", v)
+	}
+	if l.m == nil {
+		l.m = map[string]string{}
+	}
+	l.m[k] = val
+	return nil
+}
+
+func labelString(m map[string]string) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + m[k]
+	}
+	return strings.Join(parts, ",")
 }

@@ -33,7 +33,8 @@ type Config struct {
 	// config file.
 	AdminToken string `yaml:"admin_token"`
 	// AdminTokenFile is a file holding the admin token (trailing newline
-	// ignored); it wins over AdminToken.
+	// ignored); it wins over AdminToken in the file, while env
+	// CROSSLOGIC_ADMIN_TOKEN and the --admin-token flag win over it.
 	AdminTokenFile string `yaml:"admin_token_file"`
 	// Log configures logging.
 	Log Log `yaml:"log"`
@@ -50,6 +51,39 @@ type Config struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// Nodes are declared here instead of through the admin API.
 	Nodes []Node `yaml:"nodes"`
+	// AgentAddr is the listen address of the agent API, where agents
+	// join, heartbeat and renew over TLS. Default "127.0.0.1:8443"; set
+	// it to a public address for nodes outside this machine. Env
+	// CROSSLOGIC_AGENT_ADDR.
+	AgentAddr string `yaml:"agent_addr"`
+	// PKI configures the internal CA.
+	PKI PKI `yaml:"pki"`
+	// Heartbeat configures agent heartbeats.
+	Heartbeat Heartbeat `yaml:"heartbeat"`
+}
+
+// PKI configures the internal CA.
+type PKI struct {
+	// DataKeyFile holds the 32-byte key (base64 or hex) that encrypts the
+	// CA's private key at rest. Env CROSSLOGIC_DATA_KEY, holding the key
+	// itself, wins. When neither is set, data_dir/data.key is made on
+	// first start (mode 0600) and a warning logged: a key next to the
+	// data it protects guards only against copies of the database.
+	DataKeyFile string `yaml:"data_key_file"`
+	// CertLifetime is the lifetime of node, gateway and control plane
+	// certificates; they are renewed at about two thirds of it. Default
+	// 24h.
+	CertLifetime time.Duration `yaml:"cert_lifetime"`
+}
+
+// Heartbeat configures agent heartbeats.
+type Heartbeat struct {
+	// Interval is what agents are told to use (they add ±10% jitter).
+	// Default 5s.
+	Interval time.Duration `yaml:"interval"`
+	// TTL is how long a node may go without a heartbeat before it is
+	// unhealthy. Default 15s: three missed heartbeats.
+	TTL time.Duration `yaml:"ttl"`
 }
 
 // Log configures logging.
@@ -119,6 +153,9 @@ func Default() Config {
 		},
 		Health: Health{Interval: 5 * time.Second, Timeout: 2 * time.Second,
 			FailureThreshold: 2},
+		AgentAddr: "127.0.0.1:8443",
+		PKI:       PKI{CertLifetime: 24 * time.Hour},
+		Heartbeat: Heartbeat{Interval: 5 * time.Second, TTL: 15 * time.Second},
 	}
 }
 
@@ -126,6 +163,7 @@ func Default() Config {
 type Flags struct {
 	path                                  *string
 	addr, dataDir, adminToken, level, fmt *string
+	agentAddr                             *string
 }
 
 // RegisterFlags adds the server's flags to fs.
@@ -137,6 +175,8 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 		adminToken: fs.String("admin-token", "", "admin API `token` (env CROSSLOGIC_ADMIN_TOKEN)"),
 		level:      fs.String("log-level", "", "debug, info, warn or error"),
 		fmt:        fs.String("log-format", "", "text or json"),
+		agentAddr: fs.String("agent-addr", "",
+			"agent API listen `address` (default 127.0.0.1:8443)"),
 	}
 }
 
@@ -169,6 +209,7 @@ func Load(f *Flags, getenv func(string) string) (Config, error) {
 		{&cfg.AdminToken, "CROSSLOGIC_ADMIN_TOKEN", *f.adminToken},
 		{&cfg.Log.Level, "CROSSLOGIC_LOG_LEVEL", *f.level},
 		{&cfg.Log.Format, "CROSSLOGIC_LOG_FORMAT", *f.fmt},
+		{&cfg.AgentAddr, "CROSSLOGIC_AGENT_ADDR", *f.agentAddr},
 	} {
 		if v := getenv(o.env); v != "" {
 			*o.dst = v
@@ -177,7 +218,10 @@ func Load(f *Flags, getenv func(string) string) (Config, error) {
 			*o.dst = o.flagv
 		}
 	}
-	if cfg.AdminTokenFile != "" && *f.adminToken == "" {
+	// The token file is part of the file layer: the env and the flag,
+	// which rank above it, win.
+	if cfg.AdminTokenFile != "" && *f.adminToken == "" &&
+		getenv("CROSSLOGIC_ADMIN_TOKEN") == "" {
 		b, err := os.ReadFile(cfg.AdminTokenFile)
 		if err != nil {
 			return cfg, fmt.Errorf("config: admin token file: %w", err)
@@ -205,6 +249,12 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("config: data_dir is empty")
+	}
+	if c.Heartbeat.Interval <= 0 || c.Heartbeat.TTL < c.Heartbeat.Interval {
+		return errors.New("config: heartbeat interval must be positive and ttl at least the interval")
+	}
+	if c.PKI.CertLifetime < 10*time.Second {
+		return errors.New("config: pki cert_lifetime must be at least 10s")
 	}
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		return err

@@ -6,6 +6,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,7 +20,9 @@ import (
 	"github.com/crosslogic/crosslogic/internal/apikey"
 	"github.com/crosslogic/crosslogic/internal/balancer"
 	"github.com/crosslogic/crosslogic/internal/config"
+	"github.com/crosslogic/crosslogic/internal/enrollment"
 	"github.com/crosslogic/crosslogic/internal/gateway"
+	"github.com/crosslogic/crosslogic/internal/pki"
 	"github.com/crosslogic/crosslogic/internal/registry"
 	"github.com/crosslogic/crosslogic/internal/store"
 	"github.com/crosslogic/crosslogic/internal/store/sqlite"
@@ -37,13 +40,21 @@ type Server struct {
 	gateway  *gateway.Gateway
 	admin    *admin.Server
 	handler  http.Handler
+
+	authority  *authority
+	enrollment *enrollment.Server
+	// nodeTransport builds the mTLS transport to an agent node.
+	nodeTransport func(nodeID string) http.RoundTripper
 }
 
 // New opens the store, loads keys and nodes, and builds the handlers. It
-// does not listen yet.
+// does not listen yet. A nil logger discards.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	st, err := sqlite.Open(ctx, cfg.DataDir, sqlite.WithLogger(log))
 	if err != nil {
@@ -61,7 +72,19 @@ func newWithStore(ctx context.Context, cfg config.Config, log *slog.Logger,
 	st store.Store) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, store: st, keys: new(apikey.Keyring),
 		registry: registry.New(log)}
+	gcfg := gateway.Config{
+		MaxBodyBytes:          cfg.Gateway.MaxBodyBytes,
+		ConnectTimeout:        cfg.Gateway.ConnectTimeout,
+		ResponseHeaderTimeout: cfg.Gateway.ResponseHeaderTimeout,
+		RetryAfter:            cfg.Gateway.RetryAfter,
+	}
 
+	auth, err := openAuthority(ctx, cfg, st, log)
+	if err != nil {
+		return nil, err
+	}
+	s.authority = auth
+	s.nodeTransport = auth.nodeTransport(gcfg)
 	if err := admin.ReloadKeys(ctx, st, s.keys); err != nil {
 		return nil, err
 	}
@@ -73,21 +96,18 @@ func newWithStore(ctx context.Context, cfg config.Config, log *slog.Logger,
 	if err != nil {
 		return nil, err
 	}
-	gcfg := gateway.Config{
-		MaxBodyBytes:          cfg.Gateway.MaxBodyBytes,
-		ConnectTimeout:        cfg.Gateway.ConnectTimeout,
-		ResponseHeaderTimeout: cfg.Gateway.ResponseHeaderTimeout,
-		RetryAfter:            cfg.Gateway.RetryAfter,
-	}
 	transport := gateway.NewTransport(gcfg)
 	s.gateway = gateway.New(gateway.Options{Config: gcfg, Keys: s.keys,
 		Registry: s.registry, Policy: policy, Transport: transport, Logger: log})
 	s.admin = admin.NewServer(admin.Options{Store: st, Keys: s.keys,
-		Registry: s.registry, Token: cfg.AdminToken, Logger: log})
+		Registry: s.registry, Token: cfg.AdminToken, Logger: log, CA: auth.ca})
 	s.prober = &registry.Prober{Registry: s.registry,
 		Client:   &http.Client{Transport: transport},
 		Interval: cfg.Health.Interval, Timeout: cfg.Health.Timeout,
-		FailureThreshold: cfg.Health.FailureThreshold}
+		FailureThreshold: cfg.Health.FailureThreshold, HeartbeatTTL: cfg.Heartbeat.TTL}
+	s.enrollment = &enrollment.Server{Store: st, Registry: s.registry, CA: auth.ca,
+		NodeTransport: s.nodeTransport, HeartbeatInterval: cfg.Heartbeat.Interval,
+		CertLifetime: cfg.PKI.CertLifetime, Logger: log}
 
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", s.admin)
@@ -122,9 +142,17 @@ func (s *Server) loadNodes(ctx context.Context) error {
 		return fmt.Errorf("controlplane: load nodes: %w", err)
 	}
 	for _, n := range stored {
-		err := s.registry.Add(registry.Spec{ID: n.ID, Endpoint: n.Endpoint,
+		spec := registry.Spec{ID: n.ID, Endpoint: n.Endpoint,
 			Models: n.Models, Provider: n.Provider, Region: n.Region,
-			UpstreamKey: n.UpstreamKey, Source: registry.SourceAdmin})
+			UpstreamKey: n.UpstreamKey, Source: registry.SourceAdmin}
+		if n.Kind == "agent" {
+			// Back as joining: it is ready again at its next heartbeat.
+			spec.Source, spec.CertNotAfter = registry.SourceAgent, n.CertNotAfter
+			spec.Transport = s.nodeTransport(n.ID)
+			spec.Facts = registry.Facts{Zone: n.Zone, InstanceType: n.InstanceType,
+				Spot: n.Spot, GPU: n.GPU, Engine: n.Engine, Labels: n.Labels}
+		}
+		err := s.registry.Add(spec)
 		if errors.Is(err, registry.ErrExists) {
 			s.log.Warn("stored node shadowed by the config file", "node_id", n.ID)
 			continue
@@ -145,16 +173,36 @@ func (s *Server) Registry() *registry.Registry { return s.registry }
 // Admin returns the admin API server.
 func (s *Server) Admin() *admin.Server { return s.admin }
 
-// Serve serves on ln until ctx is done, then drains: /readyz turns 503,
-// the listener closes, and requests in flight get up to the configured
-// drain timeout to finish. It closes the store before returning.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+// Fingerprint returns the CA's fingerprint, which agents pin on their
+// first contact.
+func (s *Server) Fingerprint() string { return s.authority.ca.Fingerprint() }
+
+// Serve serves the public and admin API on public and, when agents is not
+// nil, the agent API over TLS on agents, until ctx is done. Then it drains:
+// /readyz turns 503, the listeners close, and requests in flight get up to
+// the configured drain timeout to finish. It closes the store before
+// returning.
+func (s *Server) Serve(ctx context.Context, public, agents net.Listener) error {
 	defer s.store.Close()
 
 	bg, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
 	go s.prober.Run(bg)
 	go s.reloadKeys(bg)
+	go s.authority.renew(bg)
+
+	if agents != nil {
+		asrv := &http.Server{
+			Handler:           s.enrollment.Handler(),
+			TLSConfig:         pki.ServerConfigOptionalClient(s.authority.serverSource()),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+		go func() { _ = asrv.Serve(tls.NewListener(agents, asrv.TLSConfig)) }()
+		defer asrv.Close()
+		s.log.Info("agent API serving", "addr", agents.Addr().String(),
+			"ca_fingerprint", s.Fingerprint())
+	}
 
 	srv := &http.Server{
 		Handler:           s.handler,
@@ -163,8 +211,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	s.log.Info("serving", "addr", ln.Addr().String(), "nodes", len(s.registry.Nodes()),
+	go func() { errc <- srv.Serve(public) }()
+	s.log.Info("serving", "addr", public.Addr().String(), "nodes", len(s.registry.Nodes()),
 		"admin_api", s.cfg.AdminToken != "")
 
 	select {

@@ -119,7 +119,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.Ready != nil {
 		o.Ready(ln.Addr().String())
 	}
-	return cp.Serve(ctx, ln)
+	return cp.Serve(ctx, ln, nil)
 }
 
 // startEngine serves a simulator engine for n on a loopback port.

@@ -134,7 +134,11 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, node *registry
 		out.Header.Set("Authorization", a)
 	}
 
-	resp, err := g.transport.RoundTrip(out)
+	rt := g.transport
+	if t := node.Transport(); t != nil {
+		rt = t // an agent node: mTLS that checks the node's identity
+	}
+	resp, err := rt.RoundTrip(out)
 	if err != nil {
 		return g.upstreamFailed(w, r, node, requestID, err)
 	}

@@ -139,7 +139,7 @@ func NotFound(path string) *Error {
 // MethodNotAllowed is a 405 for a known path called with the wrong method.
 func MethodNotAllowed(method, path string) *Error {
 	return &Error{Status: http.StatusMethodNotAllowed, Type: TypeInvalidRequest,
-		Code: "method_not_allowed",
+		Code:    "method_not_allowed",
 		Message: "Method " + method + " is not allowed on " + path + "."}
 }
 
@@ -162,14 +162,14 @@ func NoCapacity(model string, retryAfter int) *Error {
 // BadGateway is a 502 for a node that refused, reset or answered garbage.
 func BadGateway() *Error {
 	return &Error{Status: http.StatusBadGateway, Type: TypeServer,
-		Code: "upstream_error",
+		Code:    "upstream_error",
 		Message: "The node serving this request failed. Retry the request."}
 }
 
 // GatewayTimeout is a 504 for a node that did not answer in time.
 func GatewayTimeout() *Error {
 	return &Error{Status: http.StatusGatewayTimeout, Type: TypeTimeout,
-		Code: "upstream_timeout",
+		Code:    "upstream_timeout",
 		Message: "The node serving this request did not answer in time. Retry the request."}
 }
 

@@ -26,6 +26,9 @@ type Prober struct {
 	// FailureThreshold is how many consecutive failures make a node
 	// unhealthy; zero means 2, so one lost packet does not eject a node.
 	FailureThreshold int
+	// HeartbeatTTL is how long an agent node may go without a heartbeat
+	// before it is marked unhealthy; zero disables the check.
+	HeartbeatTTL time.Duration
 }
 
 // Run probes until ctx is done. The first round starts at once.
@@ -52,6 +55,9 @@ func (p *Prober) Round(ctx context.Context) {
 	threshold := p.FailureThreshold
 	if threshold <= 0 {
 		threshold = 2
+	}
+	if p.HeartbeatTTL > 0 {
+		p.Registry.ExpireHeartbeats(p.HeartbeatTTL)
 	}
 	var wg sync.WaitGroup
 	for _, n := range p.Registry.Nodes() {
@@ -85,6 +91,11 @@ func (p *Prober) Check(ctx context.Context, n *Node) error {
 	client := p.Client
 	if client == nil {
 		client = http.DefaultClient
+	}
+	if t := n.Transport(); t != nil {
+		// An agent node: the check goes over the same mutual TLS, with
+		// the same identity check, as the gateway's requests.
+		client = &http.Client{Transport: t, Timeout: client.Timeout}
 	}
 	resp, err := client.Do(req)
 	if err != nil {

@@ -1,6 +1,8 @@
 package sqlite
 
 import (
+	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,6 +51,49 @@ func decodeModels(s string) ([]string, error) {
 	return models, nil
 }
 
+// encodeLabels returns labels as a JSON object, {} when there are none.
+func encodeLabels(labels map[string]string) string {
+	if len(labels) == 0 {
+		return "{}"
+	}
+	b, err := json.Marshal(labels)
+	if err != nil {
+		// A map of strings always marshals; invalid UTF-8 is replaced.
+		panic("sqlite: marshal labels: " + err.Error())
+	}
+	return string(b)
+}
+
+// decodeLabels is the inverse of encodeLabels, with nil for none.
+func decodeLabels(s string) (map[string]string, error) {
+	var labels map[string]string
+	if err := json.Unmarshal([]byte(s), &labels); err != nil {
+		return nil, fmt.Errorf("decode labels: %w", err)
+	}
+	if len(labels) == 0 {
+		return nil, nil
+	}
+	return labels, nil
+}
+
+// execer is what *sql.DB and *sql.Tx share for statements that return no
+// rows, so that one insert serves both.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// querier is what *sql.DB and *sql.Tx share for statements that return
+// one row.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// scanner is what *sql.Row and *sql.Rows share, so that one function reads
+// a record from either.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
 // wrapErr prefixes err with the package and the operation, and makes a
 // unique-constraint violation match store.ErrConflict.
 func wrapErr(op string, err error) error {
@@ -71,4 +116,20 @@ func isUniqueViolation(err error) bool {
 		return true
 	}
 	return false
+}
+
+// checkFound returns err, or store.ErrNotFound when the statement that gave
+// res matched no row.
+func checkFound(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
 }

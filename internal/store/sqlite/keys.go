@@ -77,20 +77,13 @@ func (s *Store) RevokeKey(ctx context.Context, id string, at time.Time) error {
 
 	// One statement both keeps the first time and matches the row, so
 	// that the count tells a missing key from a revoked one.
-	res, err := s.db.ExecContext(ctx, `
+	err := checkFound(s.db.ExecContext(ctx, `
 		UPDATE api_keys
 		SET revoked_at = CASE WHEN revoked_at = 0 THEN $1 ELSE revoked_at END
 		WHERE id = $2`,
-		millis(at), id)
+		millis(at), id))
 	if err != nil {
 		return wrapErr(op, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return wrapErr(op, err)
-	}
-	if n == 0 {
-		return wrapErr(op, store.ErrNotFound)
 	}
 	return nil
 }

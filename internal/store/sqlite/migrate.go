@@ -35,8 +35,8 @@ type migration struct {
 // Columns follow the portable conventions in the package doc. Every
 // PRIMARY KEY is also NOT NULL: SQLite, unlike PostgreSQL, otherwise lets
 // a TEXT primary key hold NULL. models holds a JSON array, or the JSON null
-// for a nil list, so that nil and empty lists round-trip as given. A time of
-// 0 is the zero time.
+// for a nil list, so that nil and empty lists round-trip as given; labels
+// holds a JSON object, {} for none. A time of 0 is the zero time.
 var migrations = []migration{
 	{
 		version: 1,
@@ -63,6 +63,46 @@ var migrations = []migration{
 				created_at   BIGINT NOT NULL
 			)`,
 			`CREATE INDEX nodes_created_at ON nodes (created_at, id)`,
+		},
+	},
+	{
+		version: 2,
+		name:    "create join_tokens and ca_roots, add agent facts to nodes",
+		stmts: []string{
+			// uses never passes max_uses: JoinNode's guarded UPDATE keeps
+			// it so, and CreateJoinToken refuses a token that starts past.
+			`CREATE TABLE join_tokens (
+				id         TEXT NOT NULL PRIMARY KEY,
+				hash       ` + bytesType + ` NOT NULL UNIQUE,
+				models     TEXT NOT NULL,
+				labels     TEXT NOT NULL,
+				max_uses   BIGINT NOT NULL,
+				uses       BIGINT NOT NULL,
+				created_at BIGINT NOT NULL,
+				expires_at BIGINT NOT NULL,
+				revoked_at BIGINT NOT NULL
+			)`,
+			`CREATE INDEX join_tokens_created_at ON join_tokens (created_at, id)`,
+			`CREATE TABLE ca_roots (
+				id         TEXT NOT NULL PRIMARY KEY,
+				cert_pem   ` + bytesType + ` NOT NULL,
+				sealed_key ` + bytesType + ` NOT NULL,
+				created_at BIGINT NOT NULL
+			)`,
+			`CREATE INDEX ca_roots_created_at ON ca_roots (created_at, id)`,
+			// Nodes stored by version 1 were all declared by URL, so they
+			// take kind 'static'; the other facts were unknown.
+			// join_token_id has no foreign key: a token may be deleted
+			// while nodes that joined with it live on.
+			`ALTER TABLE nodes ADD COLUMN kind TEXT NOT NULL DEFAULT 'static'`,
+			`ALTER TABLE nodes ADD COLUMN zone TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE nodes ADD COLUMN instance_type TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE nodes ADD COLUMN gpu TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE nodes ADD COLUMN engine TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE nodes ADD COLUMN spot BOOLEAN NOT NULL DEFAULT FALSE`,
+			`ALTER TABLE nodes ADD COLUMN labels TEXT NOT NULL DEFAULT '{}'`,
+			`ALTER TABLE nodes ADD COLUMN cert_not_after BIGINT NOT NULL DEFAULT 0`,
+			`ALTER TABLE nodes ADD COLUMN join_token_id TEXT NOT NULL DEFAULT ''`,
 		},
 	},
 }

@@ -9,10 +9,11 @@
 // further.
 //
 // The SQL is kept portable to PostgreSQL, so that a PostgreSQL store can
-// share the schema and queries: plain TEXT and BIGINT columns, $N
-// placeholders, times as BIGINT Unix milliseconds, model lists as JSON text,
-// and no SQLite-only functions. The one unavoidable difference, the type of
-// a byte column (BLOB here, BYTEA there), is one constant in migrate.go.
+// share the schema and queries: plain TEXT, BIGINT and BOOLEAN columns, $N
+// placeholders, times as BIGINT Unix milliseconds, model lists and label
+// maps as JSON text, and no SQLite-only functions. The one unavoidable
+// difference, the type of a byte column (BLOB here, BYTEA there), is one
+// constant in migrate.go.
 //
 // Limitations: the database lives on one machine's disk and admits one
 // writer; several control plane replicas need the PostgreSQL store.
@@ -140,7 +141,8 @@ func (s *Store) Close() error {
 // may have been set on purpose.
 //
 // The file is created here rather than by SQLite, which would make it
-// world-readable under the usual umask; the file holds node upstream keys.
+// world-readable under the usual umask; the file holds node upstream keys
+// and, sealed, the CA's private keys.
 // SQLite gives the -wal and -shm files it makes later the same mode as the
 // database file.
 func createFile(dataDir string) (string, error) {
@@ -173,9 +175,10 @@ func dsn(path string, busyTimeout time.Duration) string {
 	// makes a commit one append instead of a journal round trip.
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
-	// Transactions (used by migrations only) take the write lock when they
-	// begin, so two processes migrating one file run one after the other
-	// instead of one failing when it upgrades a read lock.
+	// Transactions (migrations, JoinNode) take the write lock when they
+	// begin, so two processes migrating one file, or joining nodes with
+	// one token, run one after the other instead of one failing when it
+	// upgrades a read lock.
 	q.Set("_txlock", "immediate")
 
 	// A URI, rather than a bare path, so that a path holding '?' or '#'

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -130,6 +131,81 @@ func TestReopenKeepsDataAndSchema(t *testing.T) {
 		want[i] = m.version
 	}
 	if got := appliedVersions(t, openRaw(t, dir)); !slices.Equal(got, want) {
+		t.Errorf("schema_migrations: got versions %v, want %v", got, want)
+	}
+}
+
+// TestUpgradeFromVersion1 opens a database that a binary knowing only
+// migration 1 wrote, and checks that its records survive the upgrade and
+// read back with the defaults of the columns added since.
+func TestUpgradeFromVersion1(t *testing.T) {
+	dir := t.TempDir()
+	created := time.Date(2025, time.March, 14, 15, 9, 26, 0, time.UTC)
+	if _, err := createFile(dir); err != nil {
+		t.Fatalf("createFile: %v", err)
+	}
+	db := openRaw(t, dir)
+	discard := slog.New(slog.DiscardHandler)
+	if err := migrate(t.Context(), db, migrations[:1], discard); err != nil {
+		t.Fatalf("migrate to version 1: %v", err)
+	}
+
+	// The statements of the version 1 binary, with its columns only.
+	_, err := db.ExecContext(t.Context(), `
+		INSERT INTO nodes
+			(id, endpoint, models, provider, region, upstream_key, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		"n1", "https://10.0.0.5:8443", `["m1"]`, "manual", "eu-west-1", "bearer",
+		created.UnixMilli())
+	if err != nil {
+		t.Fatalf("insert node: %v", err)
+	}
+	_, err = db.ExecContext(t.Context(), `
+		INSERT INTO api_keys
+			(id, name, hash, hint, models, created_at, expires_at, revoked_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		"k1", "n", []byte{1, 2, 3}, "sk-cl-1", "null", created.UnixMilli(), 0, 0)
+	if err != nil {
+		t.Fatalf("insert key: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+
+	s := openStore(t, dir)
+	t.Cleanup(func() { s.Close() })
+	nodes, err := s.ListNodes(t.Context())
+	if err != nil {
+		t.Fatalf("ListNodes: %v", err)
+	}
+	want := store.Node{
+		ID: "n1", Endpoint: "https://10.0.0.5:8443", Models: []string{"m1"},
+		Provider: "manual", Region: "eu-west-1", UpstreamKey: "bearer",
+		CreatedAt: created, Kind: store.NodeKindStatic,
+	}
+	if len(nodes) != 1 {
+		t.Fatalf("ListNodes: got %d nodes, want 1", len(nodes))
+	}
+	if !reflect.DeepEqual(nodes[0], want) {
+		t.Errorf("ListNodes:\ngot  %+v\nwant %+v", nodes[0], want)
+	}
+	keys, err := s.ListKeys(t.Context())
+	if err != nil {
+		t.Fatalf("ListKeys: %v", err)
+	}
+	if len(keys) != 1 || keys[0].ID != "k1" {
+		t.Errorf("ListKeys: got %+v, want only %q", keys, "k1")
+	}
+
+	// The upgraded table takes agent nodes and their certificate expiry.
+	agent := store.Node{ID: "n2", Kind: store.NodeKindAgent, CreatedAt: created}
+	if err := s.CreateNode(t.Context(), agent); err != nil {
+		t.Fatalf("CreateNode: %v", err)
+	}
+	if err := s.UpdateNodeCert(t.Context(), "n1", created.Add(time.Hour)); err != nil {
+		t.Fatalf("UpdateNodeCert: %v", err)
+	}
+	if got, want := appliedVersions(t, openRaw(t, dir)), []int{1, 2}; !slices.Equal(got, want) {
 		t.Errorf("schema_migrations: got versions %v, want %v", got, want)
 	}
 }

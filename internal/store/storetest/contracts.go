@@ -20,12 +20,20 @@ func testTimePrecision(t *testing.T, s store.Store) {
 	k.CreatedAt, k.ExpiresAt, k.RevokedAt = fine, fine.Add(time.Hour), fine.Add(time.Minute)
 	createKeys(t, s, k)
 	n := newNode("n", 0)
-	n.CreatedAt = fine
+	n.CreatedAt, n.CertNotAfter = fine, fine.Add(8*time.Hour)
 	createNodes(t, s, n)
+	tok := newToken("jt", 0)
+	tok.CreatedAt, tok.ExpiresAt, tok.RevokedAt = fine, fine.Add(time.Hour), fine.Add(time.Minute)
+	createTokens(t, s, tok)
+	r := newRoot("r", 0)
+	r.CreatedAt = fine
+	createRoots(t, s, r)
 
 	gotKeys, gotNodes := listKeys(t, s), listNodes(t, s)
-	if len(gotKeys) != 1 || len(gotNodes) != 1 {
-		t.Fatalf("got %d keys and %d nodes, want 1 and 1", len(gotKeys), len(gotNodes))
+	gotTokens, gotRoots := listTokens(t, s), listRoots(t, s)
+	if len(gotKeys) != 1 || len(gotNodes) != 1 || len(gotTokens) != 1 || len(gotRoots) != 1 {
+		t.Fatalf("got %d keys, %d nodes, %d join tokens and %d CA roots, want 1 of each",
+			len(gotKeys), len(gotNodes), len(gotTokens), len(gotRoots))
 	}
 	tests := []struct {
 		name      string
@@ -35,6 +43,11 @@ func testTimePrecision(t *testing.T, s store.Store) {
 		{"key ExpiresAt", gotKeys[0].ExpiresAt, k.ExpiresAt},
 		{"key RevokedAt", gotKeys[0].RevokedAt, k.RevokedAt},
 		{"node CreatedAt", gotNodes[0].CreatedAt, n.CreatedAt},
+		{"node CertNotAfter", gotNodes[0].CertNotAfter, n.CertNotAfter},
+		{"join token CreatedAt", gotTokens[0].CreatedAt, tok.CreatedAt},
+		{"join token ExpiresAt", gotTokens[0].ExpiresAt, tok.ExpiresAt},
+		{"join token RevokedAt", gotTokens[0].RevokedAt, tok.RevokedAt},
+		{"CA root CreatedAt", gotRoots[0].CreatedAt, r.CreatedAt},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,50 +82,101 @@ func testOrdering(t *testing.T, s store.Store) {
 	for _, c := range created {
 		createKeys(t, s, newKey(c.id, c.offset))
 		createNodes(t, s, newNode(c.id, c.offset))
+		createTokens(t, s, newToken(c.id, c.offset))
+		createRoots(t, s, newRoot(c.id, c.offset))
 		byID[c.id] = c.offset
 	}
 
-	var wantKeys []store.APIKey
-	var wantNodes []store.Node
+	var (
+		wantKeys   []store.APIKey
+		wantNodes  []store.Node
+		wantTokens []store.JoinToken
+		wantRoots  []store.CARoot
+	)
 	for _, id := range wantIDs {
 		wantKeys = append(wantKeys, newKey(id, byID[id]))
 		wantNodes = append(wantNodes, newNode(id, byID[id]))
+		wantTokens = append(wantTokens, newToken(id, byID[id]))
+		wantRoots = append(wantRoots, newRoot(id, byID[id]))
 	}
 	checkKeys(t, listKeys(t, s), wantKeys)
 	checkNodes(t, listNodes(t, s), wantNodes)
+	checkTokens(t, listTokens(t, s), wantTokens)
+	checkRoots(t, listRoots(t, s), wantRoots)
 }
 
 // testCallerOwnsSlices checks that the store neither keeps the caller's
-// slices nor hands out its own: changing one after the call changes
-// nothing stored.
+// slices and maps nor hands out its own: changing one after the call
+// changes nothing stored.
 func testCallerOwnsSlices(t *testing.T, s store.Store) {
-	k := newKey("k", 0)
-	k.Models = []string{"m1", "m2"}
-	k.Hash = append([]byte(nil), k.Hash...)
-	n := newNode("n", 0)
-	n.Models = []string{"m1", "m2"}
-
+	// want* build fresh values, so that the records passed in and the
+	// values compared against share nothing.
+	wantKey := func() store.APIKey {
+		k := newKey("k", 0)
+		k.Models = []string{"m1", "m2"}
+		return k
+	}
+	wantNode := func() store.Node {
+		n := agentNode("n", 0)
+		n.Models = []string{"m1", "m2"}
+		return n
+	}
+	wantToken := func() store.JoinToken {
+		tok := newToken("jt", 0)
+		tok.Models = []string{"m1", "m2"}
+		tok.Labels = map[string]string{"a": "b"}
+		tok.MaxUses = 2
+		return tok
+	}
+	k, n, tok, r := wantKey(), wantNode(), wantToken(), newRoot("r", 0)
 	createKeys(t, s, k)
 	createNodes(t, s, n)
-	want := newKey("k", 0)
-	want.Models = []string{"m1", "m2"}
-	wantNode := newNode("n", 0)
-	wantNode.Models = []string{"m1", "m2"}
+	createTokens(t, s, tok)
+	createRoots(t, s, r)
 
-	// Change the slices that went in.
-	k.Models[0] = "changed"
-	k.Hash[0]++
-	n.Models[0] = "changed"
-	checkKeys(t, listKeys(t, s), []store.APIKey{want})
-	checkNodes(t, listNodes(t, s), []store.Node{wantNode})
+	check := func(t *testing.T) {
+		t.Helper()
+		checkKeys(t, listKeys(t, s), []store.APIKey{wantKey()})
+		checkNodes(t, listNodes(t, s), []store.Node{wantNode()})
+		checkTokens(t, listTokens(t, s), []store.JoinToken{wantToken()})
+		checkRoots(t, listRoots(t, s), []store.CARoot{newRoot("r", 0)})
+	}
 
-	// Change the slices that came out.
-	keys, nodes := listKeys(t, s), listNodes(t, s)
-	keys[0].Models[0] = "changed"
-	keys[0].Hash[0]++
-	nodes[0].Models[0] = "changed"
-	checkKeys(t, listKeys(t, s), []store.APIKey{want})
-	checkNodes(t, listNodes(t, s), []store.Node{wantNode})
+	t.Run("given", func(t *testing.T) {
+		k.Models[0] = "changed"
+		k.Hash[0]++
+		n.Models[0] = "changed"
+		n.Labels["team"] = "changed"
+		tok.Models[0] = "changed"
+		tok.Labels["a"] = "changed"
+		tok.Hash[0]++
+		r.CertPEM[0]++
+		r.SealedKey[0]++
+		check(t)
+	})
+
+	t.Run("returned", func(t *testing.T) {
+		keys, nodes := listKeys(t, s), listNodes(t, s)
+		tokens, roots := listTokens(t, s), listRoots(t, s)
+		keys[0].Models[0] = "changed"
+		keys[0].Hash[0]++
+		nodes[0].Models[0] = "changed"
+		nodes[0].Labels["team"] = "changed"
+		tokens[0].Models[0] = "changed"
+		tokens[0].Labels["a"] = "changed"
+		tokens[0].Hash[0]++
+		roots[0].CertPEM[0]++
+		roots[0].SealedKey[0]++
+
+		got, err := s.GetJoinToken(t.Context(), "jt")
+		if err != nil {
+			t.Fatalf("GetJoinToken: %v", err)
+		}
+		got.Models[0] = "changed"
+		got.Labels["a"] = "changed"
+		got.Hash[0]++
+		check(t)
+	})
 }
 
 // testConcurrent uses one store from several goroutines at once. Run it
@@ -168,9 +232,11 @@ func testConcurrent(t *testing.T, s store.Store) {
 // testCancelledContext calls every method with a cancelled context. Each
 // must fail with an error wrapping context.Canceled and change nothing.
 func testCancelledContext(t *testing.T, s store.Store) {
-	k, n := newKey("k", 0), newNode("n", 0)
+	k, n, tok, r := newKey("k", 0), newNode("n", 0), newToken("jt", 0), newRoot("r", 0)
 	createKeys(t, s, k)
 	createNodes(t, s, n)
+	createTokens(t, s, tok)
+	createRoots(t, s, r)
 
 	tests := []struct {
 		name string
@@ -196,6 +262,34 @@ func testCancelledContext(t *testing.T, s store.Store) {
 		{"DeleteNode", func(ctx context.Context) error {
 			return s.DeleteNode(ctx, "n")
 		}},
+		{"UpdateNodeCert", func(ctx context.Context) error {
+			return s.UpdateNodeCert(ctx, "n", t0.Add(time.Hour))
+		}},
+		{"CreateJoinToken", func(ctx context.Context) error {
+			return s.CreateJoinToken(ctx, newToken("new", time.Second))
+		}},
+		{"ListJoinTokens", func(ctx context.Context) error {
+			_, err := s.ListJoinTokens(ctx)
+			return err
+		}},
+		{"GetJoinToken", func(ctx context.Context) error {
+			_, err := s.GetJoinToken(ctx, "jt")
+			return err
+		}},
+		{"RevokeJoinToken", func(ctx context.Context) error {
+			return s.RevokeJoinToken(ctx, "jt", t0.Add(time.Minute))
+		}},
+		{"JoinNode", func(ctx context.Context) error {
+			_, err := s.JoinNode(ctx, "jt", tokenHash("jt"), joinTime, agentNode("new", 0))
+			return err
+		}},
+		{"CreateCARoot", func(ctx context.Context) error {
+			return s.CreateCARoot(ctx, newRoot("new", time.Second))
+		}},
+		{"ListCARoots", func(ctx context.Context) error {
+			_, err := s.ListCARoots(ctx)
+			return err
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -205,6 +299,8 @@ func testCancelledContext(t *testing.T, s store.Store) {
 			}
 			checkKeys(t, listKeys(t, s), []store.APIKey{k})
 			checkNodes(t, listNodes(t, s), []store.Node{n})
+			checkTokens(t, listTokens(t, s), []store.JoinToken{tok})
+			checkRoots(t, listRoots(t, s), []store.CARoot{r})
 		})
 	}
 }

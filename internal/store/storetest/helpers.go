@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -45,6 +46,35 @@ func newNode(id string, offset time.Duration) store.Node {
 	}
 }
 
+// newToken returns a join token with the given ID, for one use, created at
+// t0 plus offset and expiring an hour later, with a hash derived from the
+// ID so that distinct IDs never collide.
+func newToken(id string, offset time.Duration) store.JoinToken {
+	return store.JoinToken{
+		ID:        id,
+		Hash:      tokenHash(id),
+		MaxUses:   1,
+		CreatedAt: t0.Add(offset),
+		ExpiresAt: t0.Add(offset + time.Hour),
+	}
+}
+
+// tokenHash returns the hash of the secret of the token newToken(id, ...).
+func tokenHash(id string) []byte {
+	h := sha256.Sum256([]byte("secret of " + id))
+	return h[:]
+}
+
+// newRoot returns a CA root with the given ID, created at t0 plus offset.
+func newRoot(id string, offset time.Duration) store.CARoot {
+	return store.CARoot{
+		ID:        id,
+		CertPEM:   []byte("-----BEGIN CERTIFICATE-----\n" + id + "\n-----END CERTIFICATE-----\n"),
+		SealedKey: []byte("sealed " + id),
+		CreatedAt: t0.Add(offset),
+	}
+}
+
 func createKeys(t *testing.T, s store.Store, keys ...store.APIKey) {
 	t.Helper()
 	for _, k := range keys {
@@ -59,6 +89,24 @@ func createNodes(t *testing.T, s store.Store, nodes ...store.Node) {
 	for _, n := range nodes {
 		if err := s.CreateNode(t.Context(), n); err != nil {
 			t.Fatalf("CreateNode(%q): %v", n.ID, err)
+		}
+	}
+}
+
+func createTokens(t *testing.T, s store.Store, tokens ...store.JoinToken) {
+	t.Helper()
+	for _, tok := range tokens {
+		if err := s.CreateJoinToken(t.Context(), tok); err != nil {
+			t.Fatalf("CreateJoinToken(%q): %v", tok.ID, err)
+		}
+	}
+}
+
+func createRoots(t *testing.T, s store.Store, roots ...store.CARoot) {
+	t.Helper()
+	for _, r := range roots {
+		if err := s.CreateCARoot(t.Context(), r); err != nil {
+			t.Fatalf("CreateCARoot(%q): %v", r.ID, err)
 		}
 	}
 }
@@ -79,6 +127,24 @@ func listNodes(t *testing.T, s store.Store) []store.Node {
 		t.Fatalf("ListNodes: %v", err)
 	}
 	return nodes
+}
+
+func listTokens(t *testing.T, s store.Store) []store.JoinToken {
+	t.Helper()
+	tokens, err := s.ListJoinTokens(t.Context())
+	if err != nil {
+		t.Fatalf("ListJoinTokens: %v", err)
+	}
+	return tokens
+}
+
+func listRoots(t *testing.T, s store.Store) []store.CARoot {
+	t.Helper()
+	roots, err := s.ListCARoots(t.Context())
+	if err != nil {
+		t.Fatalf("ListCARoots: %v", err)
+	}
+	return roots
 }
 
 // checkKeys reports every difference between got and want. Times in want
@@ -121,6 +187,74 @@ func checkNodes(t *testing.T, got, want []store.Node) {
 		checkField(t, where, "Region", g.Region, w.Region)
 		checkField(t, where, "UpstreamKey", g.UpstreamKey, w.UpstreamKey)
 		checkTime(t, where+": CreatedAt", g.CreatedAt, w.CreatedAt)
+
+		wantKind := w.Kind
+		if wantKind == "" {
+			wantKind = store.NodeKindStatic
+		}
+		checkField(t, where, "Kind", g.Kind, wantKind)
+		checkField(t, where, "Zone", g.Zone, w.Zone)
+		checkField(t, where, "InstanceType", g.InstanceType, w.InstanceType)
+		checkField(t, where, "GPU", g.GPU, w.GPU)
+		checkField(t, where, "Engine", g.Engine, w.Engine)
+		if g.Spot != w.Spot {
+			t.Errorf("%s: Spot: got %t, want %t", where, g.Spot, w.Spot)
+		}
+		checkLabels(t, where, g.Labels, w.Labels)
+		checkTime(t, where+": CertNotAfter", g.CertNotAfter, w.CertNotAfter)
+		checkField(t, where, "JoinTokenID", g.JoinTokenID, w.JoinTokenID)
+	}
+}
+
+// checkTokens is checkKeys for join tokens.
+func checkTokens(t *testing.T, got, want []store.JoinToken) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d join tokens %v, want %d %v",
+			len(got), tokenIDs(got), len(want), tokenIDs(want))
+	}
+	for i := range want {
+		checkToken(t, fmt.Sprintf("join token %d (%q)", i, want[i].ID), got[i], want[i])
+	}
+}
+
+// checkToken reports every difference between got and want, prefixed by
+// where.
+func checkToken(t *testing.T, where string, got, want store.JoinToken) {
+	t.Helper()
+	checkField(t, where, "ID", got.ID, want.ID)
+	if !bytes.Equal(got.Hash, want.Hash) {
+		t.Errorf("%s: Hash: got %x, want %x", where, got.Hash, want.Hash)
+	}
+	checkModels(t, where, got.Models, want.Models)
+	checkLabels(t, where, got.Labels, want.Labels)
+	if got.MaxUses != want.MaxUses || got.Uses != want.Uses {
+		t.Errorf("%s: got %d of %d uses, want %d of %d",
+			where, got.Uses, got.MaxUses, want.Uses, want.MaxUses)
+	}
+	checkTime(t, where+": CreatedAt", got.CreatedAt, want.CreatedAt)
+	checkTime(t, where+": ExpiresAt", got.ExpiresAt, want.ExpiresAt)
+	checkTime(t, where+": RevokedAt", got.RevokedAt, want.RevokedAt)
+}
+
+// checkRoots is checkKeys for CA roots.
+func checkRoots(t *testing.T, got, want []store.CARoot) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d CA roots %v, want %d %v",
+			len(got), rootIDs(got), len(want), rootIDs(want))
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		where := fmt.Sprintf("CA root %d (%q)", i, w.ID)
+		checkField(t, where, "ID", g.ID, w.ID)
+		if !bytes.Equal(g.CertPEM, w.CertPEM) {
+			t.Errorf("%s: CertPEM: got %q, want %q", where, g.CertPEM, w.CertPEM)
+		}
+		if !bytes.Equal(g.SealedKey, w.SealedKey) {
+			t.Errorf("%s: SealedKey: got %x, want %x", where, g.SealedKey, w.SealedKey)
+		}
+		checkTime(t, where+": CreatedAt", g.CreatedAt, w.CreatedAt)
 	}
 }
 
@@ -137,6 +271,15 @@ func checkModels(t *testing.T, where string, got, want []string) {
 	t.Helper()
 	if (got == nil) != (want == nil) || !slices.Equal(got, want) {
 		t.Errorf("%s: Models: got %#v, want %#v", where, got, want)
+	}
+}
+
+// checkLabels requires got to hold exactly want's pairs, and to be nil when
+// want has none: an empty map need not round-trip.
+func checkLabels(t *testing.T, where string, got, want map[string]string) {
+	t.Helper()
+	if (len(want) == 0 && got != nil) || !maps.Equal(got, want) {
+		t.Errorf("%s: Labels: got %#v, want %#v", where, got, want)
 	}
 }
 
@@ -170,6 +313,22 @@ func nodeIDs(nodes []store.Node) []string {
 	ids := make([]string, len(nodes))
 	for i, n := range nodes {
 		ids[i] = n.ID
+	}
+	return ids
+}
+
+func tokenIDs(tokens []store.JoinToken) []string {
+	ids := make([]string, len(tokens))
+	for i, tok := range tokens {
+		ids[i] = tok.ID
+	}
+	return ids
+}
+
+func rootIDs(roots []store.CARoot) []string {
+	ids := make([]string, len(roots))
+	for i, r := range roots {
+		ids[i] = r.ID
 	}
 	return ids
 }

@@ -21,6 +21,17 @@ func testNodeRoundTrip(t *testing.T, s store.Store) {
 			UpstreamKey: "upstream-bearer-token",
 			CreatedAt:   t0.In(elsewhere),
 		}},
+		{"agent, all fields", agentNode("agent", 3*time.Second)},
+		{"static kind given", func() store.Node {
+			n := newNode("static", 4*time.Second)
+			n.Kind = store.NodeKindStatic
+			return n
+		}()},
+		{"empty labels read back as nil", func() store.Node {
+			n := newNode("empty-labels", 5*time.Second)
+			n.Labels = map[string]string{}
+			return n
+		}()},
 		{"nil models, no region, no upstream key", func() store.Node {
 			n := newNode("minimal", time.Second)
 			n.Models = nil
@@ -118,6 +129,79 @@ func testDeleteNodeNotFound(t *testing.T, s store.Store) {
 			}
 			checkNodes(t, listNodes(t, s), []store.Node{n})
 		})
+	}
+}
+
+func testUpdateNodeCert(t *testing.T, s store.Store) {
+	a, b := agentNode("a", 0), agentNode("b", time.Second)
+	createNodes(t, s, a, b)
+
+	steps := []struct {
+		name     string
+		notAfter time.Time
+	}{
+		{"first certificate", t0.Add(8 * time.Hour).In(elsewhere)},
+		{"renewed", t0.Add(13 * time.Hour)},
+		{"cleared", time.Time{}},
+	}
+	for _, step := range steps {
+		t.Run(step.name, func(t *testing.T) {
+			if err := s.UpdateNodeCert(t.Context(), "a", step.notAfter); err != nil {
+				t.Fatalf("UpdateNodeCert: %v", err)
+			}
+			a.CertNotAfter = step.notAfter
+			checkNodes(t, listNodes(t, s), []store.Node{a, b})
+		})
+	}
+}
+
+func testUpdateNodeCertNotFound(t *testing.T, s store.Store) {
+	n := newNode("n1", 0)
+	createNodes(t, s, n)
+	createKeys(t, s, newKey("k1", 0))
+	createTokens(t, s, newToken("jt1", 0))
+
+	tests := []struct {
+		name string
+		id   string
+	}{
+		{"unknown ID", "nope"},
+		{"empty ID", ""},
+		{"ID of a key", "k1"},
+		{"ID of a join token", "jt1"},
+		{"ID differing in case", "N1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := s.UpdateNodeCert(t.Context(), tt.id, t0.Add(time.Hour))
+			if !errorsIs(err, store.ErrNotFound) {
+				t.Fatalf("UpdateNodeCert(%q): got error %v, want %v",
+					tt.id, err, store.ErrNotFound)
+			}
+			checkNodes(t, listNodes(t, s), []store.Node{n})
+		})
+	}
+}
+
+// agentNode returns a node as an agent joins it: with every field set.
+func agentNode(id string, offset time.Duration) store.Node {
+	return store.Node{
+		ID:           id,
+		Endpoint:     "https://203.0.113.7:8443",
+		Models:       []string{"meta-llama/Llama-3.1-8B-Instruct"},
+		Provider:     "aws",
+		Region:       "us-east-1",
+		UpstreamKey:  "",
+		CreatedAt:    t0.Add(offset).In(elsewhere),
+		Kind:         store.NodeKindAgent,
+		Zone:         "us-east-1a",
+		InstanceType: "g5.xlarge",
+		GPU:          "1x A10G",
+		Engine:       "vllm",
+		Spot:         true,
+		Labels:       map[string]string{"team": "search", "tier": "bulk", "ünïcode": "✓"},
+		CertNotAfter: t0.Add(offset + 8*time.Hour),
+		JoinTokenID:  "jt_" + id,
 	}
 }
 

@@ -16,9 +16,11 @@
 //
 //   - A record comes back exactly as it went in, except that times are in
 //     UTC and may lose precision below a millisecond. In particular a nil
-//     Models stays nil and an empty one stays empty, and Hash keeps every
-//     byte.
-//   - A call that fails with ErrConflict or ErrNotFound changes nothing.
+//     Models stays nil and an empty one stays empty, and Hash, CertPEM and
+//     SealedKey keep every byte. Two exceptions: empty Labels come back
+//     nil, and a node's empty Kind comes back as store.NodeKindStatic.
+//   - A call that fails with ErrConflict, ErrNotFound or ErrTokenUnusable
+//     changes nothing.
 //   - A call made with a cancelled context fails with an error that wraps
 //     context.Canceled, and changes nothing.
 package storetest
@@ -48,6 +50,20 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"NodeConflict", testNodeConflict},
 		{"DeleteNode", testDeleteNode},
 		{"DeleteNodeNotFound", testDeleteNodeNotFound},
+		{"UpdateNodeCert", testUpdateNodeCert},
+		{"UpdateNodeCertNotFound", testUpdateNodeCertNotFound},
+		{"TokenRoundTrip", testTokenRoundTrip},
+		{"TokenConflict", testTokenConflict},
+		{"TokenInvalid", testTokenInvalid},
+		{"GetJoinTokenNotFound", testGetJoinTokenNotFound},
+		{"RevokeJoinToken", testRevokeJoinToken},
+		{"RevokeJoinTokenNotFound", testRevokeJoinTokenNotFound},
+		{"JoinNode", testJoinNode},
+		{"JoinNodeRefused", testJoinNodeRefused},
+		{"JoinNodeConflict", testJoinNodeConflict},
+		{"JoinNodeConcurrent", testJoinNodeConcurrent},
+		{"CARootRoundTrip", testCARootRoundTrip},
+		{"CARootConflict", testCARootConflict},
 		{"TimePrecision", testTimePrecision},
 		{"Ordering", testOrdering},
 		{"CallerOwnsSlices", testCallerOwnsSlices},
