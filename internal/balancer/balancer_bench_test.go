@@ -16,7 +16,8 @@ var sink *registry.Node
 // carries one request in flight, so least outstanding scans the whole
 // slice: its worst case. An idle fleet stops at the first node.
 func BenchmarkPick(b *testing.B) {
-	for _, name := range []string{balancer.NameRoundRobin, balancer.NameLeastOutstanding} {
+	for _, name := range []string{balancer.NamePowerOfTwo, balancer.NameRoundRobin,
+		balancer.NameLeastOutstanding} {
 		for _, n := range []int{10, 1000} {
 			b.Run(fmt.Sprintf("%s/nodes=%d", name, n), func(b *testing.B) {
 				p, err := balancer.New(name)
@@ -27,7 +28,7 @@ func BenchmarkPick(b *testing.B) {
 				load(b, nodes, slices.Repeat([]int{1}, n))
 				b.ReportAllocs()
 				for b.Loop() {
-					sink = p.Pick(nodes)
+					sink = p.Pick(nodes, nil)
 				}
 			})
 		}

@@ -16,7 +16,7 @@ func TestNew(t *testing.T) {
 		want    string // the policy's type; "" for an error
 		wantErr bool
 	}{
-		{"", "*balancer.LeastOutstanding", false},
+		{"", "*balancer.PowerOfTwo", false},
 		{balancer.NameLeastOutstanding, "*balancer.LeastOutstanding", false},
 		{balancer.NameRoundRobin, "*balancer.RoundRobin", false},
 		{"random", "", true},
@@ -53,7 +53,7 @@ func TestRoundRobin(t *testing.T) {
 
 			// Consecutive picks take the nodes in turn.
 			for i := range 2 * n {
-				if got, want := p.Pick(nodes), nodes[i%n]; got != want {
+				if got, want := p.Pick(nodes, nil), nodes[i%n]; got != want {
 					t.Fatalf("pick %d: got %s, want %s", i, got.ID, want.ID)
 				}
 			}
@@ -124,7 +124,7 @@ func TestLeastOutstandingFollowsLoad(t *testing.T) {
 		}
 	})
 	for range 10 {
-		n := p.Pick(nodes)
+		n := p.Pick(nodes, nil)
 		n.Acquire()
 		picked = append(picked, n)
 	}
@@ -147,7 +147,7 @@ func TestPickDoesNotAllocate(t *testing.T) {
 				nodes := readyNodes(t, n)
 				// Every node busy, so least outstanding scans them all.
 				load(t, nodes, slices.Repeat([]int{1}, n))
-				if got := testing.AllocsPerRun(100, func() { p.Pick(nodes) }); got != 0 {
+				if got := testing.AllocsPerRun(100, func() { p.Pick(nodes, nil) }); got != 0 {
 					t.Errorf("got %v allocations per Pick, want 0", got)
 				}
 			})
@@ -183,7 +183,7 @@ func TestConcurrentPicks(t *testing.T) {
 				wg.Go(func() {
 					local := make([]int, nodeCount)
 					for range perG {
-						n := p.Pick(nodes)
+						n := p.Pick(nodes, nil)
 						n.Acquire()
 						local[index[n]]++
 						n.Release()

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/crosslogic/crosslogic/internal/balancer"
 	"github.com/crosslogic/crosslogic/internal/registry"
 )
 
@@ -74,7 +75,7 @@ func load(tb testing.TB, nodes []*registry.Node, loads []int) {
 
 // counts picks k times and returns how often each node index was chosen.
 func counts(tb testing.TB, p interface {
-	Pick([]*registry.Node) *registry.Node
+	Pick([]*registry.Node, *balancer.Request) *registry.Node
 }, nodes []*registry.Node, k int) []int {
 	tb.Helper()
 	index := make(map[*registry.Node]int, len(nodes))
@@ -83,7 +84,7 @@ func counts(tb testing.TB, p interface {
 	}
 	out := make([]int, len(nodes))
 	for range k {
-		i, ok := index[p.Pick(nodes)]
+		i, ok := index[p.Pick(nodes, nil)]
 		if !ok {
 			tb.Fatal("Pick returned a node not in the slice")
 		}

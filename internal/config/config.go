@@ -105,8 +105,8 @@ type Gateway struct {
 	// which for a non-streaming request comes after the whole generation.
 	// Default 10m.
 	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
-	// Balancer is round_robin or least_outstanding. Default
-	// least_outstanding.
+	// Balancer is power_of_two, round_robin or least_outstanding.
+	// Default power_of_two.
 	Balancer string `yaml:"balancer"`
 	// RetryAfter is the Retry-After in seconds when a model has no ready
 	// node. Default 5.
@@ -148,7 +148,7 @@ func Default() Config {
 			MaxBodyBytes:          16 << 20,
 			ConnectTimeout:        5 * time.Second,
 			ResponseHeaderTimeout: 10 * time.Minute,
-			Balancer:              balancer.NameLeastOutstanding,
+			Balancer:              balancer.NamePowerOfTwo,
 			RetryAfter:            5,
 		},
 		Health: Health{Interval: 5 * time.Second, Timeout: 2 * time.Second,

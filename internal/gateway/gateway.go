@@ -44,14 +44,65 @@ type Config struct {
 	MaxBodyBytes int64
 	// ConnectTimeout bounds dialing a node, TLS included. Zero means 5s.
 	ConnectTimeout time.Duration
-	// ResponseHeaderTimeout bounds the wait for a node's status line once
-	// the request is sent. Engines send it only after the whole answer for
-	// a non-streaming request, so it must cover the longest generation.
-	// Zero means 10 minutes.
+	// ResponseHeaderTimeout is the transport's bound on the wait for a
+	// node's status line; Timeouts.FirstByte is the per-model one. Zero
+	// means 10 minutes.
 	ResponseHeaderTimeout time.Duration
 	// RetryAfter is the Retry-After, in seconds, sent with a 503 when a
 	// model has no ready node. Zero means 5.
 	RetryAfter int
+	// Timeouts apply to every model without its own entry in
+	// ModelTimeouts.
+	Timeouts Timeouts
+	// ModelTimeouts override Timeouts per model; a zero field of an entry
+	// means the value from Timeouts.
+	ModelTimeouts map[string]Timeouts
+	// MaxRetries is how many other nodes a request is tried on after the
+	// first fails before any byte reached the client, and how many times
+	// a broken stream is continued. Zero means 2; negative disables both.
+	MaxRetries int
+	// RetryBudget is the share of requests that retries and failovers
+	// may add, so that a sick fleet is not stampeded: 0.2 allows 20%
+	// extra load. Zero means 0.2.
+	RetryBudget float64
+	// DisableFailover turns continuing broken streams off for every
+	// request; a client turns it off for one with the header
+	// "X-CrossLogic-Failover: off".
+	DisableFailover bool
+	// Outlier configures passive outlier detection.
+	Outlier registry.Outlier
+	// PrefixAffinity sends requests sharing a prompt prefix to the same
+	// node while its load allows. A request with an X-Session-Id header
+	// always gets affinity by that ID.
+	PrefixAffinity bool
+}
+
+// Timeouts bound the phases of a request to a node.
+type Timeouts struct {
+	// FirstByte bounds the wait for the node's status line. For a
+	// non-streaming request engines send it only with the whole answer,
+	// so it must cover the longest generation. Zero means 10 minutes.
+	FirstByte time.Duration
+	// Idle bounds the wait between two events of a stream, and before
+	// the first one. A node that stays silent longer is taken for hung
+	// and the stream is continued elsewhere. Zero means 60s.
+	Idle time.Duration
+	// Total bounds the whole request, retries and failovers included.
+	// Zero means 30 minutes.
+	Total time.Duration
+}
+
+func (t Timeouts) or(d Timeouts) Timeouts {
+	if t.FirstByte <= 0 {
+		t.FirstByte = d.FirstByte
+	}
+	if t.Idle <= 0 {
+		t.Idle = d.Idle
+	}
+	if t.Total <= 0 {
+		t.Total = d.Total
+	}
+	return t
 }
 
 func (c Config) withDefaults() Config {
@@ -67,7 +118,26 @@ func (c Config) withDefaults() Config {
 	if c.RetryAfter <= 0 {
 		c.RetryAfter = 5
 	}
+	c.Timeouts = c.Timeouts.or(Timeouts{FirstByte: 10 * time.Minute, Idle: time.Minute,
+		Total: 30 * time.Minute})
+	switch {
+	case c.MaxRetries == 0:
+		c.MaxRetries = 2
+	case c.MaxRetries < 0:
+		c.MaxRetries = 0
+	}
+	if c.RetryBudget <= 0 {
+		c.RetryBudget = 0.2
+	}
 	return c
+}
+
+// timeouts returns the timeouts for model.
+func (c *Config) timeouts(model string) Timeouts {
+	if t, ok := c.ModelTimeouts[model]; ok {
+		return t.or(c.Timeouts)
+	}
+	return c.Timeouts
 }
 
 // Gateway serves the public API. Create one with New.
@@ -82,6 +152,8 @@ type Gateway struct {
 	started   time.Time
 
 	draining atomic.Bool
+	budget   retryBudget
+	metrics  *Metrics
 }
 
 // Options are what a Gateway is built from.
@@ -98,6 +170,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock used for key expiry; nil means time.Now.
 	Now func() time.Time
+	// Metrics receives the gateway's counters; nil means a private,
+	// unexported set.
+	Metrics *Metrics
 }
 
 // New returns a gateway.
@@ -110,7 +185,12 @@ func New(o Options) *Gateway {
 		transport: o.Transport,
 		log:       o.Logger,
 		now:       o.Now,
+		metrics:   o.Metrics,
 	}
+	if g.metrics == nil {
+		g.metrics = NewMetrics(nil)
+	}
+	g.budget.init(g.cfg.RetryBudget)
 	if g.policy == nil {
 		g.policy = new(balancer.LeastOutstanding)
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/crosslogic/crosslogic/internal/apikey"
+	"github.com/crosslogic/crosslogic/internal/balancer"
 	"github.com/crosslogic/crosslogic/internal/openai"
 	"github.com/crosslogic/crosslogic/internal/registry"
 )
@@ -19,6 +23,28 @@ import (
 // copyBufPool holds buffers for copying answers to clients. 32 KiB holds
 // a whole non-streaming answer of typical size in one read.
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// exchange is one client request on its way through one or more nodes.
+type exchange struct {
+	w         http.ResponseWriter
+	r         *http.Request
+	ctx       context.Context // the client's, bounded by Timeouts.Total
+	body      []byte
+	fields    openai.Fields
+	model     string
+	pool      *registry.Pool
+	key       *apikey.Key
+	requestID string
+	timeouts  Timeouts
+	affinity  uint64
+	failover  bool // a broken stream may be continued elsewhere
+
+	tried     [4]*registry.Node
+	exclude   []*registry.Node // nodes tried, backed by tried
+	node      *registry.Node   // the node of the current attempt
+	retries   int
+	failovers int
+}
 
 // serveInference handles the three POST endpoints that run a model.
 func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
@@ -58,8 +84,8 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// Choose a node from the current snapshot. A key not allowed the
-	// model gets the same answer as a model that does not exist.
+	// The current snapshot says who serves the model. A key not allowed
+	// the model gets the same answer as a model that does not exist.
 	pool := g.registry.Snapshot().Pool(fields.Model)
 	if pool == nil || !key.Allows(fields.Model) {
 		openai.ModelNotFound(string(fields.Model)).Write(w)
@@ -69,23 +95,64 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 		openai.NoCapacity(pool.Model, g.cfg.RetryAfter).Write(w)
 		return
 	}
-	node := g.policy.Pick(pool.Ready)
 
-	node.Acquire()
-	status := g.forward(w, r, node, body, requestID)
-	node.Release()
+	x := &exchange{w: w, r: r, body: body, fields: fields, model: pool.Model, pool: pool,
+		key: key, requestID: requestID, timeouts: g.cfg.timeouts(pool.Model),
+		failover: !g.cfg.DisableFailover && r.Header.Get("X-CrossLogic-Failover") != "off"}
+	x.exclude = x.tried[:0]
+	x.affinity = g.affinity(r, body)
+	ctx, cancel := context.WithTimeout(r.Context(), x.timeouts.Total)
+	defer cancel()
+	x.ctx = ctx
+	g.budget.request()
+
+	status := g.proxy(x)
 
 	if g.log.Enabled(r.Context(), slog.LevelDebug) {
+		nodeID := ""
+		if x.node != nil {
+			nodeID = x.node.ID
+		}
 		g.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
 			slog.String("request_id", requestID),
 			slog.String("key_id", key.ID),
 			slog.String("model", pool.Model),
-			slog.String("node_id", node.ID),
+			slog.String("node_id", nodeID),
 			slog.String("path", r.URL.Path),
 			slog.Bool("stream", fields.Stream),
 			slog.Int("status", status),
+			slog.Int("retries", x.retries),
+			slog.Int("failovers", x.failovers),
 			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1e3))
 	}
+}
+
+// affinitySeed keys the affinity hash; fixed per process, which is all
+// affinity needs.
+var affinitySeed = maphash.MakeSeed()
+
+// affinityPrefix is how much of the prompt decides prefix affinity: about
+// a system prompt's worth.
+const affinityPrefix = 512
+
+// affinity returns the request's affinity hash: its X-Session-Id when it
+// has one, else, with PrefixAffinity, the first bytes of its messages or
+// prompt; zero for none.
+func (g *Gateway) affinity(r *http.Request, body []byte) uint64 {
+	if sid := r.Header.Get("X-Session-Id"); sid != "" {
+		return maphash.String(affinitySeed, sid) | 1
+	}
+	if !g.cfg.PrefixAffinity {
+		return 0
+	}
+	i := bytes.Index(body, []byte(`"messages"`))
+	if i < 0 {
+		if i = bytes.Index(body, []byte(`"prompt"`)); i < 0 {
+			return 0
+		}
+	}
+	end := min(len(body), i+affinityPrefix)
+	return maphash.Bytes(affinitySeed, body[i:end]) | 1
 }
 
 // readBody reads the whole request body within the configured limit.
@@ -115,21 +182,122 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *ope
 // answer was complete, after nginx's convention; it is never sent.
 const statusClientClosed = 499
 
-// forward sends the request to node and copies the answer back. It returns
-// the status for the log.
-func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, node *registry.Node,
-	body []byte, requestID string) int {
-	// The client's context: a client that goes away cancels the request to
-	// the node at once, so the engine stops generating.
-	ctx := r.Context()
-	out, err := http.NewRequestWithContext(ctx, http.MethodPost,
-		node.BaseURL+r.URL.Path, bytes.NewReader(body))
-	if err != nil {
-		openai.BadGateway().Write(w)
-		return http.StatusBadGateway
+// errBeforeFirstByte wraps a failure that happened before any byte of the
+// answer reached the client, which makes the request safe to retry.
+type errBeforeFirstByte struct{ err error }
+
+func (e *errBeforeFirstByte) Error() string { return e.err.Error() }
+func (e *errBeforeFirstByte) Unwrap() error { return e.err }
+
+// errIdle reports a node that stayed silent longer than Timeouts.Idle.
+var errIdle = errors.New("gateway: node idle too long")
+
+// errFirstByte reports a node that did not answer within
+// Timeouts.FirstByte.
+var errFirstByte = errors.New("gateway: no answer from node in time")
+
+// proxy sends the request to nodes until one answers, retrying on another
+// node a failure that happened before any byte reached the client. It
+// returns the status for the log.
+func (g *Gateway) proxy(x *exchange) int {
+	var last error
+	for {
+		node := g.policy.Pick(x.pool.Ready, &balancer.Request{Affinity: x.affinity,
+			Exclude: x.exclude, Now: g.now()})
+		if node == nil {
+			break
+		}
+		x.node = node
+		x.exclude = append(x.exclude, node)
+
+		node.Acquire()
+		status, err := g.attempt(x, node)
+		node.Release()
+		if err == nil {
+			return status
+		}
+		if clientGone(x.r) {
+			return statusClientClosed
+		}
+		var before *errBeforeFirstByte
+		if !errors.As(err, &before) {
+			return status // the answer had begun; attempt ended it
+		}
+		last = before.err
+		if !g.mayRetry(x) {
+			break
+		}
+		x.retries++
+		g.metrics.Retries.WithLabelValues(x.model, node.ID).Inc()
+		g.metrics.Failovers.WithLabelValues(x.model, node.ID, "before_first_byte").Inc()
+		g.log.Info("retrying on another node", "request_id", x.requestID,
+			"model", x.model, "node_id", node.ID, "attempt", x.retries+1, "error", last)
 	}
-	copyRequestHeader(out.Header, r.Header)
-	out.Header.Set("X-Request-Id", requestID)
+
+	e := openai.NoCapacity(x.model, g.cfg.RetryAfter)
+	switch {
+	case last == nil:
+	case isTimeout(last):
+		e = openai.GatewayTimeout()
+	default:
+		e = openai.BadGateway()
+	}
+	e.Write(x.w)
+	return e.Status
+}
+
+// mayRetry reports whether the request may go to another node, taking a
+// token from the retry budget when it may.
+func (g *Gateway) mayRetry(x *exchange) bool {
+	return x.retries+x.failovers < g.cfg.MaxRetries &&
+		len(x.exclude) < len(x.pool.Ready) &&
+		x.ctx.Err() == nil &&
+		g.budget.withdraw()
+}
+
+// attempt sends the request to one node and relays its answer. It returns
+// an *errBeforeFirstByte when it failed before writing anything to the
+// client, so the caller may try another node.
+func (g *Gateway) attempt(x *exchange, node *registry.Node) (int, error) {
+	resp, cancel, err := g.send(x, node, x.body)
+	if err != nil {
+		g.nodeFailed(x, node, err)
+		return 0, &errBeforeFirstByte{err}
+	}
+	defer cancel()
+	defer resp.Body.Close()
+
+	// An engine that answers 502 or 503 is overloaded or shutting down;
+	// another node may well succeed. A 4xx is the request's fault and is
+	// never retried; a 500 may be too, so it is passed on.
+	if (resp.StatusCode == http.StatusBadGateway ||
+		resp.StatusCode == http.StatusServiceUnavailable) &&
+		len(x.exclude) < len(x.pool.Ready) {
+		err := fmt.Errorf("gateway: node answered %d", resp.StatusCode)
+		g.nodeFailed(x, node, err)
+		return 0, &errBeforeFirstByte{err}
+	}
+
+	if isEventStream(resp.Header.Get("Content-Type")) && resp.StatusCode == http.StatusOK {
+		return g.relayStream(x, node, resp, cancel)
+	}
+	return g.relay(x, node, resp, cancel)
+}
+
+// send makes one request to node with body. The request is bounded by the
+// exchange's context and by Timeouts.FirstByte until the status line
+// arrives; the returned cancel ends it.
+func (g *Gateway) send(x *exchange, node *registry.Node,
+	body []byte) (*http.Response, context.CancelFunc, error) {
+	ctx, cancel := context.WithCancelCause(x.ctx)
+	out, err := http.NewRequestWithContext(ctx, http.MethodPost,
+		node.BaseURL+x.r.URL.Path, bytes.NewReader(body))
+	if err != nil {
+		cancel(nil)
+		return nil, nil, err
+	}
+	copyRequestHeader(out.Header, x.r.Header)
+	out.Header.Set("X-Request-Id", x.requestID)
 	if a := node.Authorization(); a != "" {
 		out.Header.Set("Authorization", a)
 	}
@@ -138,98 +306,94 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, node *registry
 	if t := node.Transport(); t != nil {
 		rt = t // an agent node: mTLS that checks the node's identity
 	}
+	timer := time.AfterFunc(x.timeouts.FirstByte, func() { cancel(errFirstByte) })
 	resp, err := rt.RoundTrip(out)
+	timer.Stop()
 	if err != nil {
-		return g.upstreamFailed(w, r, node, requestID, err)
+		if cause := context.Cause(ctx); errors.Is(cause, errFirstByte) {
+			err = cause
+		}
+		cancel(nil)
+		return nil, nil, err
 	}
-	defer resp.Body.Close()
+	return resp, func() { cancel(nil) }, nil
+}
 
-	h := w.Header()
-	copyResponseHeader(h, resp.Header)
-	w.WriteHeader(resp.StatusCode)
-
-	if isEventStream(resp.Header.Get("Content-Type")) {
-		return g.copyStream(w, r, resp, node, requestID)
-	}
+// relay copies a non-streaming answer. The status line is written only
+// once the first bytes of the body have arrived, so a node that dies
+// between its status line and its body is still retried.
+func (g *Gateway) relay(x *exchange, node *registry.Node, resp *http.Response,
+	cancel context.CancelFunc) (int, error) {
 	bufp := copyBufPool.Get().(*[]byte)
-	_, err = io.CopyBuffer(writerOnly{w}, resp.Body, *bufp)
-	copyBufPool.Put(bufp)
-	if err != nil {
-		if clientGone(r) {
-			return statusClientClosed
+	defer copyBufPool.Put(bufp)
+	buf := *bufp
+
+	n, err := io.ReadAtLeast(resp.Body, buf, 1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		if clientGone(x.r) {
+			return statusClientClosed, nil
+		}
+		g.nodeFailed(x, node, err)
+		return 0, &errBeforeFirstByte{err}
+	}
+	g.nodeAnswered(x, node, resp.StatusCode)
+
+	copyResponseHeader(x.w.Header(), resp.Header)
+	x.w.WriteHeader(resp.StatusCode)
+	if n > 0 {
+		if _, werr := x.w.Write(buf[:n]); werr != nil {
+			return statusClientClosed, nil
+		}
+	}
+	if errors.Is(err, io.EOF) {
+		return resp.StatusCode, nil
+	}
+	if _, err := io.CopyBuffer(writerOnly{x.w}, resp.Body, buf); err != nil {
+		if clientGone(x.r) {
+			return statusClientClosed, nil
 		}
 		// The status line is out: the only honest signal left is to
 		// break the connection so the client cannot take a truncated
 		// body for a whole one.
-		g.log.Warn("node failed mid-answer", "request_id", requestID,
+		g.log.Warn("node failed mid-answer", "request_id", x.requestID,
 			"node_id", node.ID, "error", err)
+		g.nodeFailed(x, node, err)
 		panic(http.ErrAbortHandler)
 	}
-	return resp.StatusCode
+	return resp.StatusCode, nil
 }
 
-// copyStream copies a server-sent event stream, flushing after every read
-// so each event reaches the client as soon as the node sent it.
-func (g *Gateway) copyStream(w http.ResponseWriter, r *http.Request, resp *http.Response,
-	node *registry.Node, requestID string) int {
-	rc := http.NewResponseController(w)
-	_ = rc.Flush() // the status line and headers go out now
-	bufp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bufp)
-	buf := *bufp
-	for {
-		n, err := resp.Body.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return statusClientClosed
-			}
-			if ferr := rc.Flush(); ferr != nil {
-				return statusClientClosed
-			}
-		}
-		switch {
-		case err == nil:
-			continue
-		case err == io.EOF:
-			return resp.StatusCode
-		case clientGone(r):
-			return statusClientClosed
-		}
-
-		// The node broke the stream. The client gets an error event in
-		// place of the rest, so no client mistakes a cut stream for a
-		// finished one.
-		g.log.Warn("node broke stream", "request_id", requestID,
-			"node_id", node.ID, "error", err)
-		e := openai.BadGateway()
-		e.Message = "The node serving this stream failed before it finished."
-		_, _ = w.Write(e.StreamEvent())
-		_ = rc.Flush()
-		return http.StatusBadGateway
+// nodeAnswered records an answer's status for outlier detection: a 5xx
+// counts against the node, anything else for it.
+func (g *Gateway) nodeAnswered(x *exchange, node *registry.Node, status int) {
+	if status >= 500 {
+		g.nodeFailed(x, node, fmt.Errorf("gateway: node answered %d", status))
+		return
+	}
+	if node.Succeeded() {
+		g.metrics.Readmissions.WithLabelValues(x.model, node.ID).Inc()
+		g.log.Info("node re-admitted", "node_id", node.ID, "model", x.model)
 	}
 }
 
-// upstreamFailed answers a request whose node could not be reached or did
-// not answer, and returns the status for the log.
-func (g *Gateway) upstreamFailed(w http.ResponseWriter, r *http.Request,
-	node *registry.Node, requestID string, err error) int {
-	if clientGone(r) {
-		return statusClientClosed
+// nodeFailed records a failure of node for outlier detection. A failure
+// caused by the client going away is not the node's and is not counted.
+func (g *Gateway) nodeFailed(x *exchange, node *registry.Node, err error) {
+	if clientGone(x.r) {
+		return
 	}
-	e := openai.BadGateway()
-	if isTimeout(err) {
-		e = openai.GatewayTimeout()
+	if until, ejected := node.Failed(g.now(), g.cfg.Outlier); ejected {
+		g.metrics.Ejections.WithLabelValues(x.model, node.ID).Inc()
+		g.log.Info("node ejected", "node_id", node.ID, "model", x.model,
+			"until", until, "error", err)
 	}
-	g.log.Warn("node request failed", "request_id", requestID, "node_id", node.ID,
-		"status", e.Status, "error", err)
-	e.Write(w)
-	return e.Status
 }
 
 // isTimeout reports whether err is a timeout of any kind: dialing, the
-// TLS handshake or the wait for the status line.
+// TLS handshake, the wait for the status line or between events.
 func isTimeout(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		errors.Is(err, errFirstByte) || errors.Is(err, errIdle) {
 		return true
 	}
 	var ne net.Error

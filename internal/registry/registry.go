@@ -130,6 +130,18 @@ type Node struct {
 	transport     http.RoundTripper
 	inflight      atomic.Int64
 	load          atomic.Pointer[Load]
+
+	// Passive outlier detection (see Node.Failed): the gateway writes
+	// these on the request path, so they are atomics, not registry state.
+	failures     atomic.Int32 // consecutive failures
+	ejections    atomic.Int32 // consecutive ejections, for the growing cooldown
+	ejectedUntil atomic.Int64 // unix nanoseconds; zero when not ejected
+}
+
+// Ejected reports whether the node is ejected at now.
+func (n *Node) Ejected(now time.Time) bool {
+	u := n.ejectedUntil.Load()
+	return u != 0 && now.UnixNano() < u
 }
 
 // Load is a node's load as its agent last reported it.
