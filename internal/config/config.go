@@ -60,6 +60,9 @@ type Config struct {
 	PKI PKI `yaml:"pki"`
 	// Heartbeat configures agent heartbeats.
 	Heartbeat Heartbeat `yaml:"heartbeat"`
+	// MetricsAddr is where Prometheus metrics are served at /metrics;
+	// empty (the default) serves none. Env CROSSLOGIC_METRICS_ADDR.
+	MetricsAddr string `yaml:"metrics_addr"`
 }
 
 // PKI configures the internal CA.
@@ -111,6 +114,48 @@ type Gateway struct {
 	// RetryAfter is the Retry-After in seconds when a model has no ready
 	// node. Default 5.
 	RetryAfter int `yaml:"retry_after"`
+	// Timeouts bound each phase of a request to a node; ModelTimeouts
+	// override them per model (a zero field keeps the general value).
+	Timeouts      Timeouts            `yaml:"timeouts"`
+	ModelTimeouts map[string]Timeouts `yaml:"model_timeouts"`
+	// MaxRetries is how many other nodes a request may be tried on, and
+	// how many times a broken stream may be continued. Default 2; -1
+	// disables both.
+	MaxRetries int `yaml:"max_retries"`
+	// RetryBudget is the share of extra load retries and failovers may
+	// add. Default 0.2.
+	RetryBudget float64 `yaml:"retry_budget"`
+	// DisableFailover stops continuing broken streams on another node.
+	DisableFailover bool `yaml:"disable_failover"`
+	// PrefixAffinity sends requests sharing a prompt prefix to the same
+	// node while its load allows. Default false; X-Session-Id affinity is
+	// always on.
+	PrefixAffinity bool `yaml:"prefix_affinity"`
+	// Outlier configures passive outlier detection.
+	Outlier Outlier `yaml:"outlier"`
+}
+
+// Timeouts bound the phases of a request to a node.
+type Timeouts struct {
+	// FirstByte bounds the wait for a node's status line; for
+	// non-streaming requests it covers the whole generation. Default 10m.
+	FirstByte time.Duration `yaml:"first_byte"`
+	// Idle bounds the silence between stream events; a silent node is
+	// taken for hung and the stream continued elsewhere. Default 60s.
+	Idle time.Duration `yaml:"idle"`
+	// Total bounds a request, retries included. Default 30m.
+	Total time.Duration `yaml:"total"`
+}
+
+// Outlier configures passive outlier detection.
+type Outlier struct {
+	// Consecutive failures that eject a node. Default 5.
+	Consecutive int32 `yaml:"consecutive"`
+	// BaseEjection is the first cooldown, doubled for each ejection in a
+	// row. Default 5s.
+	BaseEjection time.Duration `yaml:"base_ejection"`
+	// MaxEjection caps the cooldown. Default 2m.
+	MaxEjection time.Duration `yaml:"max_ejection"`
 }
 
 // Health tunes active health checks.
@@ -163,7 +208,7 @@ func Default() Config {
 type Flags struct {
 	path                                  *string
 	addr, dataDir, adminToken, level, fmt *string
-	agentAddr                             *string
+	agentAddr, metricsAddr                *string
 }
 
 // RegisterFlags adds the server's flags to fs.
@@ -177,6 +222,8 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 		fmt:        fs.String("log-format", "", "text or json"),
 		agentAddr: fs.String("agent-addr", "",
 			"agent API listen `address` (default 127.0.0.1:8443)"),
+		metricsAddr: fs.String("metrics-addr", "",
+			"Prometheus /metrics listen `address` (default none)"),
 	}
 }
 
@@ -210,6 +257,7 @@ func Load(f *Flags, getenv func(string) string) (Config, error) {
 		{&cfg.Log.Level, "CROSSLOGIC_LOG_LEVEL", *f.level},
 		{&cfg.Log.Format, "CROSSLOGIC_LOG_FORMAT", *f.fmt},
 		{&cfg.AgentAddr, "CROSSLOGIC_AGENT_ADDR", *f.agentAddr},
+		{&cfg.MetricsAddr, "CROSSLOGIC_METRICS_ADDR", *f.metricsAddr},
 	} {
 		if v := getenv(o.env); v != "" {
 			*o.dst = v

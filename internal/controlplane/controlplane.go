@@ -16,6 +16,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/crosslogic/crosslogic/internal/admin"
 	"github.com/crosslogic/crosslogic/internal/apikey"
 	"github.com/crosslogic/crosslogic/internal/balancer"
@@ -45,6 +49,17 @@ type Server struct {
 	enrollment *enrollment.Server
 	// nodeTransport builds the mTLS transport to an agent node.
 	nodeTransport func(nodeID string) http.RoundTripper
+	// metrics holds every Prometheus collector of the process.
+	metrics *prometheus.Registry
+}
+
+func gatewayTimeouts(t config.Timeouts) gateway.Timeouts {
+	return gateway.Timeouts{FirstByte: t.FirstByte, Idle: t.Idle, Total: t.Total}
+}
+
+// MetricsHandler serves the process's Prometheus metrics.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{})
 }
 
 // New opens the store, loads keys and nodes, and builds the handlers. It
@@ -77,7 +92,25 @@ func newWithStore(ctx context.Context, cfg config.Config, log *slog.Logger,
 		ConnectTimeout:        cfg.Gateway.ConnectTimeout,
 		ResponseHeaderTimeout: cfg.Gateway.ResponseHeaderTimeout,
 		RetryAfter:            cfg.Gateway.RetryAfter,
+		Timeouts:              gatewayTimeouts(cfg.Gateway.Timeouts),
+		MaxRetries:            cfg.Gateway.MaxRetries,
+		RetryBudget:           cfg.Gateway.RetryBudget,
+		DisableFailover:       cfg.Gateway.DisableFailover,
+		PrefixAffinity:        cfg.Gateway.PrefixAffinity,
+		Outlier: registry.Outlier{Consecutive: cfg.Gateway.Outlier.Consecutive,
+			BaseEjection: cfg.Gateway.Outlier.BaseEjection,
+			MaxEjection:  cfg.Gateway.Outlier.MaxEjection},
 	}
+	if len(cfg.Gateway.ModelTimeouts) > 0 {
+		gcfg.ModelTimeouts = map[string]gateway.Timeouts{}
+		for m, t := range cfg.Gateway.ModelTimeouts {
+			gcfg.ModelTimeouts[m] = gatewayTimeouts(t)
+		}
+	}
+	s.metrics = prometheus.NewRegistry()
+	s.metrics.MustRegister(collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		registry.NewCollector(s.registry))
 
 	auth, err := openAuthority(ctx, cfg, st, log)
 	if err != nil {
@@ -98,7 +131,8 @@ func newWithStore(ctx context.Context, cfg config.Config, log *slog.Logger,
 	}
 	transport := gateway.NewTransport(gcfg)
 	s.gateway = gateway.New(gateway.Options{Config: gcfg, Keys: s.keys,
-		Registry: s.registry, Policy: policy, Transport: transport, Logger: log})
+		Registry: s.registry, Policy: policy, Transport: transport, Logger: log,
+		Metrics: gateway.NewMetrics(s.metrics)})
 	s.admin = admin.NewServer(admin.Options{Store: st, Keys: s.keys,
 		Registry: s.registry, Token: cfg.AdminToken, Logger: log, CA: auth.ca})
 	s.prober = &registry.Prober{Registry: s.registry,
