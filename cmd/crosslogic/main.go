@@ -15,13 +15,16 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/crosslogic/crosslogic/internal/agent"
 	"github.com/crosslogic/crosslogic/internal/cli"
 	"github.com/crosslogic/crosslogic/internal/config"
 	"github.com/crosslogic/crosslogic/internal/controlplane"
 	"github.com/crosslogic/crosslogic/internal/demo"
+	"github.com/crosslogic/crosslogic/internal/harness"
 	"github.com/crosslogic/crosslogic/internal/sim"
 )
 
@@ -34,6 +37,7 @@ Usage:
   crosslogic server [flags]                    control plane and gateway
   crosslogic demo [flags]                      gateway + simulated nodes, ready for curl
   crosslogic sim [flags]                       simulator engine (OpenAI-compatible, vLLM-like)
+  crosslogic harness [flags]                   failure scenarios as a bounded load test on loopback
   crosslogic agent [flags]                     the agent on a node: join, serve the engine over mTLS
   crosslogic keys create|list|revoke [flags]   manage API keys
   crosslogic nodes list|show|add|drain|remove  manage nodes
@@ -63,6 +67,10 @@ func run(ctx context.Context, args []string) int {
 		err = runDemo(ctx, args[1:])
 	case "sim":
 		err = runSim(ctx, args[1:])
+	case "harness":
+		err = harness.Command(ctx, args[1:], os.Stdout, os.Stderr)
+	case "agent":
+		err = runAgent(ctx, args[1:])
 	case "keys":
 		err = cli.Keys(ctx, args[1:], cli.OSEnv())
 	case "nodes":
@@ -184,4 +192,59 @@ func runSim(ctx context.Context, args []string) error {
 		return err
 	}
 	return nil
+}
+
+func runAgent(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	var c agent.Config
+	fs.StringVar(&c.ControlPlane, "control-plane", os.Getenv("CROSSLOGIC_CONTROL_PLANE"),
+		"control plane agent API `URL`, e.g. https://cp.example.com:8443")
+	token := fs.String("join-token", "", "join `token` (env CROSSLOGIC_JOIN_TOKEN); "+
+		"needed only for the first start")
+	fs.StringVar(&c.CAFingerprint, "ca-fingerprint", os.Getenv("CROSSLOGIC_CA_FINGERPRINT"),
+		"the CA's `sha256:…` fingerprint, from 'crosslogic ca show'")
+	fs.StringVar(&c.StateDir, "state-dir", "/var/lib/crosslogic-agent",
+		"`directory` keeping the node's key, certificate and identity")
+	fs.StringVar(&c.ListenAddr, "listen", "0.0.0.0:8443", "mTLS listen `address`")
+	fs.StringVar(&c.AdvertiseURL, "advertise-url", "",
+		"https `URL` the gateway dials, e.g. https://203.0.113.7:8443 (required)")
+	fs.StringVar(&c.Name, "name", "", "node name hint (default the host name)")
+	fs.StringVar(&c.Facts.Provider, "provider", "", "aws, gcp, azure, onprem, …")
+	fs.StringVar(&c.Facts.Region, "region", "", "the machine's region")
+	fs.StringVar(&c.Facts.Zone, "zone", "", "the machine's zone")
+	fs.StringVar(&c.Facts.InstanceType, "instance-type", "", "e.g. g5.xlarge")
+	fs.BoolVar(&c.Facts.Spot, "spot", false, "the machine is a spot instance")
+	fs.StringVar(&c.Facts.GPU, "gpu", "", `e.g. "1x A10G"`)
+	fs.StringVar(&c.Facts.Engine, "engine", "vllm", "vllm, sglang or sim")
+	models := fs.String("models", "", "comma-separated `models` the engine serves (required)")
+	fs.StringVar(&c.EngineURL, "engine-url", "",
+		"attach to the engine at this loopback `URL`, e.g. http://127.0.0.1:8000")
+	fs.StringVar(&c.EngineCmd, "engine-cmd", "", "start the engine with this `command`, "+
+		"e.g. 'vllm serve Qwen/Qwen3-8B --port 8000'")
+	fs.IntVar(&c.EnginePort, "engine-port", 0, "the started engine's port (default 8000)")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 0,
+		"how long to wait for requests in flight on SIGTERM (default 30s)")
+	fs.BoolVar(&c.StayRegistered, "stay-registered", false,
+		"on SIGTERM, drain but keep the node's identity (a restart or upgrade)")
+	fs.StringVar(&c.Spot, "spot-notice", "", "watch this cloud's spot interruption "+
+		"notice: aws or gcp")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c.JoinToken = *token
+	if c.JoinToken == "" {
+		c.JoinToken = os.Getenv("CROSSLOGIC_JOIN_TOKEN")
+	}
+	for m := range strings.SplitSeq(*models, ",") {
+		if m = strings.TrimSpace(m); m != "" {
+			c.Facts.Models = append(c.Facts.Models, m)
+		}
+	}
+	lvl, err := config.ParseLevel(*level)
+	if err != nil {
+		return err
+	}
+	c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	return agent.Run(ctx, c)
 }

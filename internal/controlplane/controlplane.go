@@ -51,6 +51,11 @@ type Server struct {
 	nodeTransport func(nodeID string) http.RoundTripper
 	// metrics holds every Prometheus collector of the process.
 	metrics *prometheus.Registry
+
+	// OnDrained, when set, is called during shutdown after the public API
+	// has drained and before the agent API closes. The demo stops its
+	// agents there.
+	OnDrained func()
 }
 
 func gatewayTimeouts(t config.Timeouts) gateway.Timeouts {
@@ -201,6 +206,15 @@ func (s *Server) loadNodes(ctx context.Context) error {
 // Handler returns the process's HTTP handler: /admin/ and the public API.
 func (s *Server) Handler() http.Handler { return s.handler }
 
+// RemoveNode removes a node from the registry and the store.
+func (s *Server) RemoveNode(ctx context.Context, id string) error {
+	if err := s.store.DeleteNode(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("controlplane: remove node: %w", err)
+	}
+	_ = s.registry.Remove(id)
+	return nil
+}
+
 // Registry returns the node registry.
 func (s *Server) Registry() *registry.Registry { return s.registry }
 
@@ -262,6 +276,11 @@ func (s *Server) Serve(ctx context.Context, public, agents net.Listener) error {
 	if err := srv.Shutdown(drainCtx); err != nil {
 		s.log.Warn("drain timed out; closing connections", "error", err)
 		srv.Close()
+	}
+	if s.OnDrained != nil {
+		// The agent API is still open, so agents stopping now can still
+		// report draining and deregister.
+		s.OnDrained()
 	}
 	s.log.Info("stopped")
 	return nil

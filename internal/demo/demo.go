@@ -11,13 +11,18 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/crosslogic/crosslogic/internal/admin"
+	"github.com/crosslogic/crosslogic/internal/agent"
+	"github.com/crosslogic/crosslogic/internal/agentapi"
 	"github.com/crosslogic/crosslogic/internal/config"
 	"github.com/crosslogic/crosslogic/internal/controlplane"
 	"github.com/crosslogic/crosslogic/internal/openai"
+	"github.com/crosslogic/crosslogic/internal/registry"
 	"github.com/crosslogic/crosslogic/internal/sim"
 )
 
@@ -61,8 +66,10 @@ var fleet = []node{
 	{"sim-mistral-1", ModelMistral},
 }
 
-// Run starts the simulated nodes and the gateway and serves until ctx is
-// done, then drains in-flight requests and stops.
+// Run starts the control plane and gateway, then the simulated nodes as
+// real agents that join with join tokens and serve their engines over
+// mutual TLS, and serves until ctx is done. Then the gateway drains, the
+// agents drain and leave, and Run returns.
 func Run(ctx context.Context, o Options) error {
 	if o.Addr == "" {
 		o.Addr = "127.0.0.1:8080"
@@ -80,23 +87,17 @@ func Run(ctx context.Context, o Options) error {
 		o.AdminToken = randomToken()
 	}
 
-	// The simulated engines, each on its own loopback port.
 	cfg := config.Default()
 	cfg.Addr, cfg.DataDir, cfg.AdminToken = o.Addr, o.DataDir, o.AdminToken
 	cfg.Health.Interval = 2 * time.Second
+	cfg.Heartbeat.Interval = 2 * time.Second
+	cfg.Heartbeat.TTL = 6 * time.Second
 	cfg.DrainTimeout = 15 * time.Second
-	for _, n := range fleet {
-		url, stop, err := startEngine(n, o)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		cfg.Nodes = append(cfg.Nodes, config.Node{ID: n.id, Endpoint: url,
-			Models: []string{n.model}, Provider: "local", Region: "loopback"})
-	}
-
 	cp, err := controlplane.New(ctx, cfg, o.Logger)
 	if err != nil {
+		return err
+	}
+	if err := forgetOldAgents(ctx, cp); err != nil {
 		return err
 	}
 	key, err := demoKey(ctx, cp.Admin(), o.APIKey)
@@ -104,22 +105,99 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	ln, err := net.Listen("tcp", o.Addr)
+	// The public listener and the agent API, then the control plane.
+	public, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		return fmt.Errorf("demo: listen: %w", err)
 	}
-	readyCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	agentAPI, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		public.Close()
+		return fmt.Errorf("demo: listen for agents: %w", err)
+	}
+	agentCtx, stopAgents := context.WithCancel(context.WithoutCancel(ctx))
+	var agents sync.WaitGroup
+	cp.OnDrained = func() { stopAgents(); agents.Wait() }
+	served := make(chan error, 1)
+	go func() { served <- cp.Serve(ctx, public, agentAPI) }()
+
+	// Each node: an engine on loopback and an agent that joins with a
+	// token of its own and serves the engine over mTLS.
+	for _, n := range fleet {
+		engineURL, stop, err := startEngine(n, o)
+		if err != nil {
+			stopAgents()
+			return err
+		}
+		defer stop()
+		tok, err := cp.Admin().CreateJoinToken(ctx, admin.CreateJoinTokenRequest{
+			TTLSeconds: 600, MaxUses: 1, Models: []string{n.model},
+			Labels: map[string]string{"demo": "true"}})
+		if err != nil {
+			stopAgents()
+			return fmt.Errorf("demo: join token: %w", err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			stopAgents()
+			return fmt.Errorf("demo: listen for node %s: %w", n.id, err)
+		}
+		stateDir := filepath.Join(o.DataDir, "agents", n.id)
+		_ = os.RemoveAll(stateDir) // a new identity each run: ports change
+		a, err := agent.New(agent.Config{
+			ControlPlane:  "https://" + agentAPI.Addr().String(),
+			JoinToken:     tok.Secret,
+			CAFingerprint: cp.Fingerprint(),
+			StateDir:      stateDir,
+			Listener:      ln,
+			AdvertiseURL:  "https://" + ln.Addr().String(),
+			Name:          n.id,
+			Facts: agentapi.Facts{Provider: "local", Region: "loopback", Engine: "sim",
+				GPU: "simulated", Models: []string{n.model}},
+			EngineURL:    engineURL,
+			DrainTimeout: 10 * time.Second,
+			Logger:       o.Logger.With("agent", n.id),
+		})
+		if err != nil {
+			stopAgents()
+			return fmt.Errorf("demo: agent %s: %w", n.id, err)
+		}
+		agents.Go(func() {
+			if err := a.Run(agentCtx); err != nil {
+				o.Logger.Warn("agent stopped", "agent", n.id, "error", err)
+			}
+		})
+	}
+
+	readyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = cp.WaitReady(readyCtx, ModelLlama, ModelMistral)
 	cancel()
 	if err != nil {
-		ln.Close()
+		stopAgents()
+		<-served
 		return err
 	}
-	printBanner(o.Stdout, ln.Addr().String(), key, o.AdminToken)
+	printBanner(o.Stdout, public.Addr().String(), key, o.AdminToken)
 	if o.Ready != nil {
-		o.Ready(ln.Addr().String())
+		o.Ready(public.Addr().String())
 	}
-	return cp.Serve(ctx, ln, nil)
+	err = <-served
+	stopAgents()
+	agents.Wait()
+	return err
+}
+
+// forgetOldAgents removes agent nodes left by an earlier run that did not
+// stop cleanly: their ports are gone, and each run joins afresh.
+func forgetOldAgents(ctx context.Context, cp *controlplane.Server) error {
+	for _, n := range cp.Registry().List() {
+		if n.Source == registry.SourceAgent {
+			if err := cp.RemoveNode(ctx, n.ID); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // startEngine serves a simulator engine for n on a loopback port.
@@ -127,17 +205,15 @@ func startEngine(n node, o Options) (url string, stop func(), err error) {
 	ttft, itl := o.TimeToFirstToken, o.TimeBetweenTokens
 	s, err := sim.New(sim.Config{Models: []string{n.model}, TimeToFirstToken: ttft,
 		TimeBetweenTokens: itl, OutputTokens: 48, MaxNumSeqs: 64,
-		Logger: o.Logger.With("node_id", n.id)})
+		Logger: o.Logger.With("node", n.id)})
 	if err != nil {
 		return "", nil, fmt.Errorf("demo: engine %s: %w", n.id, err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	r, err := s.Start("127.0.0.1:0")
 	if err != nil {
 		return "", nil, fmt.Errorf("demo: engine %s: %w", n.id, err)
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
+	return r.URL, func() { _ = r.Close() }, nil
 }
 
 // demoKey imports the given key, or makes a new one.
@@ -163,6 +239,8 @@ func printBanner(w io.Writer, addr, key, adminToken string) {
 	base := "http://" + addr
 	fmt.Fprintf(w, `CrossLogic demo: gateway on %[1]s, 3 simulated nodes serving
   %[2]s (2 nodes) and %[3]s (1 node).
+Each node runs the agent: it joined with a join token and serves its
+engine over mutual TLS.
 
 API key:     %[4]s
 Admin token: %[5]s
