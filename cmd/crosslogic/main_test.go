@@ -2,8 +2,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -67,19 +67,27 @@ func TestDemoAsDocumented(t *testing.T) {
 
 	// The banner is printed once the gateway serves and nodes are ready.
 	banner := make(chan string, 1)
+	ready := make(chan struct{})
 	go func() {
-		b, _ := io.ReadAll(stdout)
-		banner <- string(b)
+		var b strings.Builder
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			b.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), "Ctrl-C") {
+				close(ready)
+			}
+		}
+		banner <- b.String()
 		exited <- cmd.Wait()
 	}()
+	select {
+	case <-ready:
+	case err := <-exited:
+		t.Fatalf("demo exited before it was ready: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("demo not ready within 60s")
+	}
 	base := "http://" + addr
-	waitFor(t, func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
-	}, "the demo to serve")
 
 	call := func(method, path, auth, body string) *http.Response {
 		t.Helper()
@@ -184,13 +192,26 @@ func TestDemoAsDocumented(t *testing.T) {
 		if err != nil {
 			t.Fatalf("nodes list: %v\n%s", err, out)
 		}
-		var nodes []struct{ ID, State string }
+		var nodes []struct {
+			ID, State, Endpoint string
+			CertNotAfter        *time.Time `json:"cert_not_after"`
+		}
 		if err := json.Unmarshal(out, &nodes); err != nil || len(nodes) < 3 {
 			t.Fatalf("nodes list = %s (%v), want 3 nodes", out, err)
 		}
 		for _, n := range nodes {
-			if n.State != "ready" {
-				t.Errorf("node %s is %s, want ready", n.ID, n.State)
+			if n.State != "ready" || !strings.HasPrefix(n.Endpoint, "https://") ||
+				n.CertNotAfter == nil {
+				t.Errorf("node %s: state %s, endpoint %s, cert expiry %v; want ready, "+
+					"https and a certificate", n.ID, n.State, n.Endpoint, n.CertNotAfter)
+			}
+			// A TLS client without a certificate gets no HTTP answer.
+			client := &http.Client{Transport: &http.Transport{
+				TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+			if resp, err := client.Get(n.Endpoint + "/v1/models"); err == nil {
+				resp.Body.Close()
+				t.Errorf("node %s answered %d to a client without a certificate",
+					n.ID, resp.StatusCode)
 			}
 		}
 	})
