@@ -144,7 +144,8 @@ func (a *authority) renew(ctx context.Context) {
 	for {
 		leaf := a.gateway.Load().Leaf
 		wait := pki.RenewAt(leaf.NotBefore, leaf.NotAfter, rand.Float64()).Sub(a.now())
-		t := time.NewTimer(max(wait, 0))
+		// Never less than 100ms: a clock far off could otherwise spin.
+		t := time.NewTimer(max(wait, 100*time.Millisecond))
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -206,6 +206,13 @@ func (s *Server) loadNodes(ctx context.Context) error {
 // Handler returns the process's HTTP handler: /admin/ and the public API.
 func (s *Server) Handler() http.Handler { return s.handler }
 
+// NodeTransport returns the mTLS transport the gateway uses for the agent
+// node nodeID: it presents the gateway certificate and accepts only a
+// certificate naming that node.
+func (s *Server) NodeTransport(nodeID string) http.RoundTripper {
+	return s.nodeTransport(nodeID)
+}
+
 // RemoveNode removes a node from the registry and the store.
 func (s *Server) RemoveNode(ctx context.Context, id string) error {
 	if err := s.store.DeleteNode(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {

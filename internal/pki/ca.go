@@ -244,8 +244,13 @@ func (ca *CA) sign(pub any, identity string, dnsNames []string, ips []net.IP,
 	// validity. Go checks each certificate of a chain against the current
 	// time, so a leaf outliving its root would stop verifying early anyway;
 	// clamping makes the leaf say so, and RenewAt then schedules from it.
+	//
+	// The backdating for clock skew is at most an eighth of the lifetime:
+	// renewal is scheduled at ~2/3 of NotAfter-NotBefore from NotBefore,
+	// which is now + 2/3·lifetime - 1/3·skew, and must stay in the future
+	// even for the lifetimes of seconds that tests use.
 	now := ca.now()
-	notBefore := now.Add(-clockSkew)
+	notBefore := now.Add(-min(clockSkew, lifetime/8))
 	if notBefore.Before(ca.root.NotBefore) {
 		notBefore = ca.root.NotBefore
 	}
