@@ -204,13 +204,22 @@ func (p *PowerOfTwo) Pick(nodes []*registry.Node, req *Request) *registry.Node {
 	}
 
 	var a, b *registry.Node
+	ai := 0 // a's index
 	for range samples {
-		c := nodes[rand.IntN(n)]
-		if ok, ejected := usable(c, req); !ok || ejected || c == a {
+		// The second choice is drawn among the other nodes, never the
+		// first again: in a pool of two, both are always compared.
+		var i int
+		if a == nil {
+			i = rand.IntN(n)
+		} else if i = rand.IntN(n - 1); i >= ai {
+			i++
+		}
+		c := nodes[i]
+		if ok, ejected := usable(c, req); !ok || ejected {
 			continue
 		}
 		if a == nil {
-			a = c
+			a, ai = c, i
 			continue
 		}
 		b = c

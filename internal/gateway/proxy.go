@@ -306,7 +306,15 @@ func (g *Gateway) send(x *exchange, node *registry.Node,
 	if t := node.Transport(); t != nil {
 		rt = t // an agent node: mTLS that checks the node's identity
 	}
-	timer := time.AfterFunc(x.timeouts.FirstByte, func() { cancel(errFirstByte) })
+	// Engines send a stream's status line as soon as they accept it, so
+	// silence before it is silence before the first event, which Idle
+	// bounds; FirstByte, sized for a whole answer, would let a wedged
+	// node hold a stream for minutes.
+	wait := x.timeouts.FirstByte
+	if x.fields.Stream {
+		wait = min(wait, x.timeouts.Idle)
+	}
+	timer := time.AfterFunc(wait, func() { cancel(errFirstByte) })
 	resp, err := rt.RoundTrip(out)
 	timer.Stop()
 	if err != nil {

@@ -38,18 +38,28 @@ func (o Outlier) withDefaults() Outlier {
 // capped at MaxEjection. When it ends the node takes requests again; the
 // first one that fails ejects it again at once (its failure count is still
 // at the threshold), and the first that succeeds re-admits it for good.
+//
+// Concurrent failures at the threshold, a burst from a node that just
+// died, eject it once: only the call that moves the end of the cooldown
+// ejects.
 func (n *Node) Failed(now time.Time, o Outlier) (ejectedUntil time.Time, ejected bool) {
 	o = o.withDefaults()
-	if n.failures.Add(1) < o.Consecutive || n.Ejected(now) {
+	prev := n.ejectedUntil.Load()
+	if n.failures.Add(1) < o.Consecutive || (prev != 0 && now.UnixNano() < prev) {
 		return time.Time{}, false
 	}
-	k := n.ejections.Add(1)
+	k := n.ejections.Load() + 1
+	// Shift the cap down rather than the base up: BaseEjection << (k-1)
+	// overflows to a negative cooldown for a base of 18s at k = 30.
 	cooldown := o.MaxEjection
-	if k <= 30 && o.BaseEjection<<(k-1) < o.MaxEjection {
+	if k <= 62 && o.BaseEjection <= o.MaxEjection>>(k-1) {
 		cooldown = o.BaseEjection << (k - 1)
 	}
 	until := now.Add(cooldown)
-	n.ejectedUntil.Store(until.UnixNano())
+	if !n.ejectedUntil.CompareAndSwap(prev, until.UnixNano()) {
+		return time.Time{}, false // another failure ejected it first
+	}
+	n.ejections.Add(1)
 	return until, true
 }
 
