@@ -125,6 +125,9 @@ type Gateway struct {
 	// RetryBudget is the share of extra load retries and failovers may
 	// add. Default 0.2.
 	RetryBudget float64 `yaml:"retry_budget"`
+	// RetryBurst is the most retries the budget holds at once. Default
+	// 100.
+	RetryBurst int `yaml:"retry_burst"`
 	// DisableFailover stops continuing broken streams on another node.
 	DisableFailover bool `yaml:"disable_failover"`
 	// PrefixAffinity sends requests sharing a prompt prefix to the same

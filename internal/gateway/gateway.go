@@ -65,6 +65,10 @@ type Config struct {
 	// may add, so that a sick fleet is not stampeded: 0.2 allows 20%
 	// extra load. Zero means 0.2.
 	RetryBudget float64
+	// RetryBurst is how many retries the budget holds at most, and at
+	// start: what a node dying with requests in flight can draw at once.
+	// Zero means DefaultRetryBurst (100).
+	RetryBurst int
 	// DisableFailover turns continuing broken streams off for every
 	// request; a client turns it off for one with the header
 	// "X-CrossLogic-Failover: off".
@@ -129,6 +133,9 @@ func (c Config) withDefaults() Config {
 	if c.RetryBudget <= 0 {
 		c.RetryBudget = 0.2
 	}
+	if c.RetryBurst <= 0 {
+		c.RetryBurst = DefaultRetryBurst
+	}
 	return c
 }
 
@@ -190,7 +197,7 @@ func New(o Options) *Gateway {
 	if g.metrics == nil {
 		g.metrics = NewMetrics(nil)
 	}
-	g.budget.init(g.cfg.RetryBudget)
+	g.budget.init(g.cfg.RetryBudget, g.cfg.RetryBurst)
 	if g.policy == nil {
 		g.policy = new(balancer.LeastOutstanding)
 	}

@@ -64,28 +64,31 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // retryBudget bounds retries and failovers to a share of requests, as a
 // token bucket: every request deposits `ratio` of a token, every retry
-// withdraws one. The bucket starts with, and holds at most, budgetBurst
-// tokens, so a quiet gateway can still retry a few requests in a row and
-// a busy one cannot bank an unbounded burst. Tokens are counted in
-// thousandths in one atomic integer: lock-free.
+// withdraws one. The bucket starts with, and holds at most, burst
+// tokens: enough to retry every request in flight on a node that dies
+// (a busy node holds tens of requests), not enough for a failing fleet to
+// bank an unbounded storm. Tokens are counted in thousandths in one
+// atomic integer: lock-free.
 type retryBudget struct {
-	milli   atomic.Int64
-	deposit int64
+	milli    atomic.Int64
+	deposit  int64
+	capMilli int64
 }
 
-// budgetBurst is the bucket's size in retries.
-const budgetBurst = 20
+// DefaultRetryBurst is the retry budget's bucket size in retries.
+const DefaultRetryBurst = 100
 
-func (b *retryBudget) init(ratio float64) {
+func (b *retryBudget) init(ratio float64, burst int) {
 	b.deposit = int64(math.Round(ratio * 1000))
-	b.milli.Store(budgetBurst * 1000)
+	b.capMilli = int64(burst) * 1000
+	b.milli.Store(b.capMilli)
 }
 
 // request records a request, adding to the budget.
 func (b *retryBudget) request() {
-	if b.milli.Load() < budgetBurst*1000 {
-		if v := b.milli.Add(b.deposit); v > budgetBurst*1000 {
-			b.milli.CompareAndSwap(v, budgetBurst*1000)
+	if b.milli.Load() < b.capMilli {
+		if v := b.milli.Add(b.deposit); v > b.capMilli {
+			b.milli.CompareAndSwap(v, b.capMilli)
 		}
 	}
 }
