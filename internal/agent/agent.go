@@ -8,8 +8,9 @@
 //     leaves the machine, and registers with the control plane over HTTPS,
 //     trusting only the CA root pinned by fingerprint and presenting a
 //     one-time join token. It stores the key, the certificate it gets, the
-//     trust bundle and its node ID in the state directory, so a restart
-//     needs no new token.
+//     trust bundle and its node ID in the state directory, so that a
+//     restart (after a crash, or a drain with StayRegistered) needs no new
+//     token.
 //  2. Serve. It listens with mutual TLS, accepting only the gateway's and
 //     the control plane's certificates, and proxies /v1/ to the engine on
 //     loopback, flushing every server-sent event as it comes. GET /health
@@ -25,10 +26,13 @@
 //  5. Drain. When Run's context ends (SIGTERM) or the cloud announces a
 //     spot interruption, it reports draining, lets requests in flight
 //     finish (up to DrainTimeout), closes the listener, stops the engine
-//     and deregisters.
+//     and deregisters. The control plane then removes the node, so the
+//     agent deletes the identity it stored; with StayRegistered it skips
+//     both, for a node that comes back as itself.
 //
 // The control plane can end this early: a heartbeat or renewal answered
-// node_gone means the node was removed, and the agent stops at once.
+// node_gone means the node was removed, and the agent stops serving at
+// once, deletes its identity and returns ErrNodeGone.
 //
 // # Time
 //
@@ -51,7 +55,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -257,6 +263,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.EngineCmd != "" {
 		a.supervisor, err = engine.NewSupervisor(engine.SupervisorConfig{
 			Command:     cfg.EngineCmd,
+			BaseEnv:     engineEnv(os.Environ(), cfg.JoinToken),
 			StopTimeout: cfg.EngineStopTimeout,
 			Logger:      log,
 		})
@@ -265,6 +272,19 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}
 	return a, nil
+}
+
+// engineEnv returns environ without the variables that hold the join
+// token, whatever their names: the engine has no use for it, and its
+// environment is readable by more than the agent (/proc, crash reports).
+func engineEnv(environ []string, token string) []string {
+	if token == "" {
+		return environ
+	}
+	return slices.DeleteFunc(slices.Clone(environ), func(kv string) bool {
+		_, v, _ := strings.Cut(kv, "=")
+		return v == token
+	})
 }
 
 // setDefaults checks c and fills in the defaults of its zero values.

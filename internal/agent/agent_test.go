@@ -428,40 +428,40 @@ func TestHandshakeRefusals(t *testing.T) {
 }
 
 func TestHeartbeatsFollowTheRequestedInterval(t *testing.T) {
-	e := newEnv(t, sim.Config{})
-	ra := start(t, e.config(t)).waitReady(t)
+	// An engine that never gets ready: no change of state wakes the
+	// heartbeat loop, so only its timer makes it beat.
+	e := newEnv(t, sim.Config{Faults: sim.Faults{Unhealthy: true}})
+	ra := start(t, e.config(t))
 	interval := 7 * time.Second // the fake control plane's
 
-	isInterval := func(d time.Duration) func(*fakeTimer) bool {
-		return func(ft *fakeTimer) bool { return ft.d == d }
+	waitFor(t, "the first heartbeat", func() bool { return len(e.cp.heartbeatsOf()) == 1 })
+	first := e.cp.heartbeatsOf()[0]
+	if first.State != agentapi.StateStarting || first.Reason == "" {
+		t.Errorf("first heartbeat: got %+v, want starting with a reason", first)
 	}
-	e.clock.waitTimer(t, "the heartbeat timer", isInterval(interval))
-	waitFor(t, "a ready heartbeat", func() bool {
-		hb, ok := e.cp.lastHeartbeat()
-		return ok && hb.State == agentapi.StateReady
-	})
+	e.clock.waitTimerAt(t, "the heartbeat timer", first.At.Add(interval))
 
-	// Nothing is sent before the interval has passed.
-	n := len(e.cp.heartbeatsOf())
+	// Nothing is sent before the interval has passed...
 	e.clock.Advance(interval - time.Millisecond)
-	if !e.clock.hasTimer(isInterval(interval)) {
+	if !e.clock.hasTimer(func(ft *fakeTimer) bool { return ft.d == interval }) {
 		t.Fatal("the heartbeat timer fired before the interval")
 	}
+	// ...and the next heartbeat goes out when it has.
 	e.clock.Advance(time.Millisecond)
-	waitFor(t, "the next heartbeat", func() bool { return len(e.cp.heartbeatsOf()) > n })
-	hb := e.cp.heartbeatsOf()[n]
-	if hb.State != agentapi.StateReady || hb.NodeID != ra.NodeID() {
-		t.Errorf("heartbeat: got %+v, want ready from %s", hb, ra.NodeID())
-	}
-	if got := hb.At.Sub(e.cp.heartbeatsOf()[n-1].At); got != interval {
+	waitFor(t, "the next heartbeat", func() bool { return len(e.cp.heartbeatsOf()) == 2 })
+	second := e.cp.heartbeatsOf()[1]
+	if got := second.At.Sub(first.At); got != interval {
 		t.Errorf("time between heartbeats: got %v, want %v", got, interval)
+	}
+	if second.NodeID != ra.NodeID() {
+		t.Errorf("heartbeat from %q, want %q", second.NodeID, ra.NodeID())
 	}
 
 	// A new interval is honoured from the answer that names it.
 	e.cp.setInterval(3000)
-	e.clock.waitTimer(t, "the heartbeat timer", isInterval(interval))
+	e.clock.waitTimerAt(t, "the heartbeat timer", second.At.Add(interval))
 	e.clock.Advance(interval)
-	e.clock.waitTimer(t, "a 3s heartbeat timer", isInterval(3*time.Second))
+	e.clock.waitTimerFor(t, "a 3s heartbeat timer", 3*time.Second)
 }
 
 func TestHeartbeatLoad(t *testing.T) {

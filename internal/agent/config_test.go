@@ -107,6 +107,20 @@ func TestSANs(t *testing.T) {
 	}
 }
 
+func TestEngineEnvDropsTheJoinToken(t *testing.T) {
+	environ := []string{"PATH=/bin", "CROSSLOGIC_JOIN_TOKEN=jt_x", "OTHER=jt_x", "HOME=/root"}
+	got := engineEnv(environ, "jt_x")
+	if want := []string{"PATH=/bin", "HOME=/root"}; !slices.Equal(got, want) {
+		t.Errorf("engineEnv: got %v, want %v", got, want)
+	}
+	if len(environ) != 4 {
+		t.Error("engineEnv changed its argument")
+	}
+	if got := engineEnv(environ, ""); !slices.Equal(got, environ) {
+		t.Errorf("engineEnv without a token: got %v, want all", got)
+	}
+}
+
 func TestNextHeartbeat(t *testing.T) {
 	tests := []struct {
 		r    float64

@@ -37,6 +37,7 @@ func serveTestEngine() int {
 		return 2
 	}
 	fmt.Println("test engine listening on", r.Addr)
+	fmt.Println("test engine sees the join token:", os.Getenv("TEST_JOIN_TOKEN") != "")
 	<-sigs
 	fmt.Println("test engine stopping")
 	r.Kill()
@@ -56,6 +57,7 @@ func TestSupervisedEngine(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 
+	t.Setenv("TEST_JOIN_TOKEN", e.cp.token) // as CROSSLOGIC_JOIN_TOKEN would be
 	cfg := e.config(t)
 	cfg.EngineURL = ""
 	cfg.EnginePort = port
@@ -63,6 +65,13 @@ func TestSupervisedEngine(t *testing.T) {
 	cfg.EngineCmd = "AGENT_TEST_ENGINE=1 AGENT_TEST_ENGINE_PORT=" + strconv.Itoa(port) +
 		" GORACE=atexit_sleep_ms=0 exec '" + strings.ReplaceAll(exe, "'", `'\''`) + "'"
 	ra := start(t, cfg).waitReady(t)
+
+	waitFor(t, "the engine's word on the join token", func() bool {
+		return e.logs.hasAttr("engine output", "line", "test engine sees the join token")
+	})
+	if e.logs.hasAttr("engine output", "line", "test engine sees the join token: true") {
+		t.Error("the join token reached the engine's environment")
+	}
 
 	pid := ra.supervisor.Status().PID
 	if pid == 0 {

@@ -51,6 +51,8 @@ func (e *APIError) Error() string {
 	switch e.Code {
 	case agentapi.CodeInvalidToken:
 		s += " (the join token is unknown, expired, used up or revoked: create a new one)"
+	case agentapi.CodeInvalidCSR:
+		s += " (the CSR must cover the advertise URL's host: check AdvertiseURL)"
 	case agentapi.CodeNodeGone:
 		s += " (the node was removed: join again with a new token)"
 	}

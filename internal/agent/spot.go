@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -97,7 +98,7 @@ func (w *SpotWatcher) checkAWS(ctx context.Context) (string, error) {
 		return "", nil
 	case status == http.StatusUnauthorized:
 		w.token = "" // expired or revoked: fetch a new one next time
-		return "", fmt.Errorf("agent: spot check: metadata token refused")
+		return "", errors.New("agent: spot check: metadata token refused")
 	case status != http.StatusOK:
 		return "", fmt.Errorf("agent: spot check: metadata service answered %d", status)
 	}

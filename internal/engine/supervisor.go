@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,8 +43,12 @@ type SupervisorConfig struct {
 	// "vllm serve Qwen/Qwen3-8B --port 8000". Required.
 	Command string
 
+	// BaseEnv is the environment the engine starts from, "KEY=value".
+	// Nil means the agent's own.
+	BaseEnv []string
+
 	// Env holds extra environment variables for the engine, "KEY=value",
-	// added to the agent's own environment.
+	// added to BaseEnv.
 	Env []string
 
 	// Dir is the engine's working directory. Empty means the agent's.
@@ -126,6 +131,10 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 	if cfg.ResetAfter == 0 {
 		cfg.ResetAfter = DefaultResetAfter
 	}
+	if cfg.BaseEnv == nil {
+		cfg.BaseEnv = os.Environ()
+	}
+	cfg.BaseEnv = append([]string(nil), cfg.BaseEnv...)
 	cfg.Env = append([]string(nil), cfg.Env...)
 	log := cfg.Logger
 	if log == nil {
@@ -153,33 +162,12 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	defer s.running.Store(false)
 
 	var wait time.Duration
-	for ctx.Err() == nil {
-		p, err := s.start()
-		if err != nil {
-			s.log.Error("engine start failed", "error", err)
-			s.setExited(err)
-			wait = nextBackoff(wait, 0, &s.cfg)
-		} else {
-			select {
-			case <-ctx.Done():
-				s.stop(p)
-				return nil
-			case <-p.exited:
-			}
-			uptime := time.Since(p.started)
-			exit := p.exitError()
-			s.log.Warn("engine exited", "pid", p.pid, "error", exit,
-				"uptime_ms", uptime.Milliseconds())
-
-			// What the dead leader spawned (vLLM's engine core and GPU
-			// workers) would keep the GPU memory and the port that the
-			// next engine needs.
-			_ = killGroup(p.pid)
-			p.reap(reapGrace)
-			s.setExited(exit)
-			wait = nextBackoff(wait, uptime, &s.cfg)
+	for {
+		uptime, stopped := s.runOnce(ctx)
+		if stopped {
+			return nil
 		}
-
+		wait = nextBackoff(wait, uptime, &s.cfg)
 		s.log.Info("engine restarting", "backoff_ms", wait.Milliseconds())
 		s.setNextStart(time.Now().Add(wait))
 		t := time.NewTimer(wait)
@@ -190,7 +178,37 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
-	return nil
+}
+
+// runOnce starts the engine and waits until it exits or ctx ends, when
+// it stops it. It returns how long the engine stayed up, and reports
+// whether ctx ended.
+func (s *Supervisor) runOnce(ctx context.Context) (uptime time.Duration, stopped bool) {
+	if ctx.Err() != nil {
+		return 0, true
+	}
+	p, err := s.start()
+	if err != nil {
+		s.log.Error("engine start failed", "error", err)
+		s.setExited(err)
+		return 0, false
+	}
+	select {
+	case <-ctx.Done():
+		s.stop(p)
+		return time.Since(p.started), true
+	case <-p.exited:
+	}
+
+	uptime = time.Since(p.started)
+	exit := p.exitError()
+	s.log.Warn("engine exited", "pid", p.pid, "error", exit, "uptime_ms", uptime.Milliseconds())
+	// What the dead leader spawned (vLLM's engine core and GPU workers)
+	// would keep the GPU memory and the port that the next engine needs.
+	_ = killGroup(p.pid)
+	p.reap(reapGrace)
+	s.setExited(exit)
+	return uptime, false
 }
 
 // nextBackoff returns the wait before the next start, given the previous
@@ -236,7 +254,7 @@ func (s *Supervisor) start() (*process, error) {
 	// copy of the pipe, and the readers see EOF exactly when the whole
 	// group has gone.
 	cmd := exec.Command("/bin/sh", "-c", s.cfg.Command)
-	cmd.Env = append(os.Environ(), s.cfg.Env...)
+	cmd.Env = append(slices.Clip(s.cfg.BaseEnv), s.cfg.Env...)
 	cmd.Dir = s.cfg.Dir
 	cmd.Stdout, cmd.Stderr = outW, errW
 	setGroup(cmd)
