@@ -40,64 +40,49 @@ func Scan(body []byte) (Fields, error) {
 	s := scanner{b: body}
 	var f Fields
 	s.ws()
-	if s.i >= len(s.b) {
-		return f, ErrMalformed
-	}
-	if s.b[s.i] != '{' {
-		if !s.value(0) || !s.end() {
+	if s.peek() != '{' {
+		if s.i >= len(s.b) || !s.value(0) || !s.end() {
 			return f, ErrMalformed
 		}
 		return f, ErrNotObject
 	}
-	s.i++
-	s.ws()
-	if s.peek() == '}' {
-		s.i++
-		if !s.end() {
-			return f, ErrMalformed
-		}
-		return f, nil
-	}
-	for {
-		s.ws()
-		ks, ke, kesc, ok := s.str()
-		if !ok {
-			return f, ErrMalformed
-		}
-		s.ws()
-		if s.peek() != ':' {
-			return f, ErrMalformed
-		}
-		s.i++
-		s.ws()
-		vstart := s.i
+	ok := s.members(0, func(key []byte, vstart int) bool {
 		if !s.value(1) {
-			return f, ErrMalformed
+			return false
 		}
-		if !kesc {
-			switch string(s.b[ks:ke]) {
-			case "model":
-				f.HasModel = true
-				f.Model = stringValue(s.b[vstart:s.i])
-			case "stream":
-				f.Stream = string(s.b[vstart:s.i]) == "true"
-			}
+		// An escaped key ("mod\u0065l") is the same member to the engine,
+		// so it must be to the gateway too, or a body could route on one
+		// model and run another.
+		switch string(unescapeKey(key)) {
+		case "model":
+			f.HasModel = true
+			f.Model = stringValue(s.b[vstart:s.i])
+		case "stream":
+			f.Stream = string(s.b[vstart:s.i]) == "true"
 		}
-		s.ws()
-		switch s.peek() {
-		case ',':
-			s.i++
-			continue
-		case '}':
-			s.i++
-			if !s.end() {
-				return f, ErrMalformed
+		return true
+	})
+	if !ok || !s.end() {
+		return f, ErrMalformed
+	}
+	return f, nil
+}
+
+// unescapeKey returns a member name without its escapes. Names without
+// escapes, all of them in practice, are returned as they are.
+func unescapeKey(raw []byte) []byte {
+	for _, c := range raw {
+		if c == '\\' {
+			var v string
+			quoted := make([]byte, 0, len(raw)+2)
+			quoted = append(append(append(quoted, '"'), raw...), '"')
+			if json.Unmarshal(quoted, &v) != nil {
+				return nil
 			}
-			return f, nil
-		default:
-			return f, ErrMalformed
+			return []byte(v)
 		}
 	}
+	return raw
 }
 
 // stringValue returns the contents of a scanned JSON string token, or nil
@@ -175,37 +160,7 @@ func (s *scanner) value(depth int) bool {
 }
 
 func (s *scanner) object(depth int) bool {
-	s.i++ // '{'
-	s.ws()
-	if s.peek() == '}' {
-		s.i++
-		return true
-	}
-	for {
-		s.ws()
-		if _, _, _, ok := s.str(); !ok {
-			return false
-		}
-		s.ws()
-		if s.peek() != ':' {
-			return false
-		}
-		s.i++
-		s.ws()
-		if !s.value(depth) {
-			return false
-		}
-		s.ws()
-		switch s.peek() {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return true
-		default:
-			return false
-		}
-	}
+	return s.members(depth, func([]byte, int) bool { return s.value(depth) })
 }
 
 func (s *scanner) array(depth int) bool {
