@@ -314,9 +314,16 @@ func (g *Gateway) send(x *exchange, node *registry.Node,
 	if x.fields.Stream {
 		wait = min(wait, x.timeouts.Idle)
 	}
-	timer := time.AfterFunc(wait, func() { cancel(errFirstByte) })
+	// The transport bounds every request by ResponseHeaderTimeout
+	// already; a timer of our own is needed only for a shorter wait.
+	var timer *time.Timer
+	if wait < g.cfg.ResponseHeaderTimeout {
+		timer = time.AfterFunc(wait, func() { cancel(errFirstByte) })
+	}
 	resp, err := rt.RoundTrip(out)
-	timer.Stop()
+	if timer != nil {
+		timer.Stop()
+	}
 	if err != nil {
 		if cause := context.Cause(ctx); errors.Is(cause, errFirstByte) {
 			err = cause

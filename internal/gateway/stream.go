@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +15,12 @@ import (
 	"github.com/crosslogic/crosslogic/internal/openai"
 	"github.com/crosslogic/crosslogic/internal/registry"
 )
+
+// eventBufPool holds the read buffers of streams. A stream holds its
+// buffer while it waits for the next event, so ten thousand open streams
+// hold ten thousand buffers: they are small (an event is a few hundred
+// bytes), where a non-streaming answer gets copyBufPool's 32 KiB.
+var eventBufPool = sync.Pool{New: func() any { b := make([]byte, 4<<10); return &b }}
 
 // streamState is what the gateway knows of a stream it is relaying:
 // enough to continue it on another node if its node dies.
@@ -70,8 +77,8 @@ func (g *Gateway) relayStream(x *exchange, node *registry.Node, resp *http.Respo
 func (g *Gateway) pump(x *exchange, st *streamState, resp *http.Response,
 	cancel context.CancelFunc) (pumpResult, error) {
 	rc := http.NewResponseController(x.w)
-	bufp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bufp)
+	bufp := eventBufPool.Get().(*[]byte)
+	defer eventBufPool.Put(bufp)
 	buf := *bufp
 
 	// A node silent for longer than Timeouts.Idle is taken for hung: the
@@ -80,20 +87,25 @@ func (g *Gateway) pump(x *exchange, st *streamState, resp *http.Response,
 	idle := time.AfterFunc(x.timeouts.Idle, func() { idled.Store(true); cancel() })
 	defer idle.Stop()
 
-	var pending []byte
+	// Events are handled where they were read; only an event split
+	// across reads is copied, into carry.
+	var carry []byte
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
 			idle.Reset(x.timeouts.Idle)
-			pending = append(pending, buf[:n]...)
+			data := buf[:n]
+			if len(carry) > 0 {
+				carry = append(carry, data...)
+				data = carry
+			}
 			wrote := false
 			for {
-				end := eventEnd(pending)
+				end := eventEnd(data)
 				if end < 0 {
 					break
 				}
-				out := st.observe(pending[:end])
-				if out != nil {
+				if out := st.observe(data[:end]); out != nil {
 					if !st.headersSent {
 						copyResponseHeader(x.w.Header(), resp.Header)
 						x.w.WriteHeader(resp.StatusCode)
@@ -104,17 +116,14 @@ func (g *Gateway) pump(x *exchange, st *streamState, resp *http.Response,
 					}
 					wrote = true
 				}
-				pending = pending[end:]
+				data = data[end:]
 			}
 			if wrote {
 				if ferr := rc.Flush(); ferr != nil {
 					return pumpClientGone, ferr
 				}
 			}
-			// Keep the partial event at the front of a reused buffer.
-			if len(pending) == 0 {
-				pending = pending[:0:0]
-			}
+			carry = append(carry[:0], data...) // overlapping copy is safe
 		}
 		switch {
 		case err == nil:
@@ -123,7 +132,7 @@ func (g *Gateway) pump(x *exchange, st *streamState, resp *http.Response,
 			return pumpClientGone, err
 		case idled.Load():
 			return pumpBroken, errIdle
-		case errors.Is(err, io.EOF) && (st.done || st.finished) && len(pending) == 0:
+		case errors.Is(err, io.EOF) && (st.done || st.finished) && len(carry) == 0:
 			return pumpComplete, nil
 		case errors.Is(err, io.EOF):
 			return pumpBroken, io.ErrUnexpectedEOF
