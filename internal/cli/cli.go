@@ -35,6 +35,7 @@ var ErrUsage = errors.New("usage")
 // common are the flags every admin command takes.
 type common struct {
 	server, token, output *string
+	stdout                io.Writer
 }
 
 func addCommon(fs *flag.FlagSet, env Env) common {
@@ -47,6 +48,40 @@ func addCommon(fs *flag.FlagSet, env Env) common {
 		token: fs.String("admin-token", env.Getenv("CROSSLOGIC_ADMIN_TOKEN"),
 			"admin `token` (env CROSSLOGIC_ADMIN_TOKEN)"),
 		output: fs.String("o", "table", "output `format`: table or json"),
+		stdout: env.Stdout,
+	}
+}
+
+// call runs one admin command: it parses the command line (args, with
+// the given number of positional arguments), calls the admin API with do
+// and prints the answer, as JSON with -o json and with text otherwise.
+// do takes the client first so that method expressions such as
+// (*admin.Client).ListKeys fit it.
+func call[T any](ctx context.Context, fs *flag.FlagSet, c common, args []string,
+	positional int, do func(*admin.Client, context.Context) (T, error),
+	text func(w io.Writer, v T) error) error {
+	if err := parse(fs, args, positional); err != nil {
+		return err
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	v, err := do(cl, ctx)
+	if err != nil {
+		return err
+	}
+	if *c.output == "json" {
+		return printJSON(c.stdout, v)
+	}
+	return text(c.stdout, v)
+}
+
+// say returns a text printer of one line made from the answer.
+func say[T any](line func(T) string) func(io.Writer, T) error {
+	return func(w io.Writer, v T) error {
+		_, err := fmt.Fprintln(w, line(v))
+		return err
 	}
 }
 
@@ -71,71 +106,41 @@ func Keys(ctx context.Context, args []string, env Env) error {
 	c := addCommon(fs, env)
 	switch args[0] {
 	case "list":
-		if err := parse(fs, args[1:], 0); err != nil {
-			return err
-		}
-		cl, err := c.client()
-		if err != nil {
-			return err
-		}
-		keys, err := cl.ListKeys(ctx)
-		if err != nil {
-			return err
-		}
-		if *c.output == "json" {
-			return printJSON(env.Stdout, keys)
-		}
-		tw := table(env.Stdout, "ID", "NAME", "KEY", "MODELS", "STATE", "CREATED", "EXPIRES")
-		for _, k := range keys {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Hint,
-				models(k.Models), k.State, when(&k.CreatedAt), when(k.ExpiresAt))
-		}
-		return tw.Flush()
+		return call(ctx, fs, c, args[1:], 0, (*admin.Client).ListKeys,
+			func(w io.Writer, keys []admin.Key) error {
+				tw := table(w, "ID", "NAME", "KEY", "MODELS", "STATE", "CREATED", "EXPIRES")
+				for _, k := range keys {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Hint,
+						models(k.Models), k.State, when(&k.CreatedAt), when(k.ExpiresAt))
+				}
+				return tw.Flush()
+			})
 
 	case "create":
 		name := fs.String("name", "", "key `name` (required)")
 		model := fs.String("models", "", "comma-separated `models` the key may use (default all)")
 		ttl := fs.Duration("ttl", 0, "key lifetime, e.g. 720h (default never expires)")
-		if err := parse(fs, args[1:], 0); err != nil {
-			return err
-		}
-		cl, err := c.client()
-		if err != nil {
-			return err
-		}
-		req := admin.CreateKeyRequest{Name: *name, Models: split(*model)}
-		if *ttl > 0 {
-			t := time.Now().Add(*ttl).UTC()
-			req.ExpiresAt = &t
-		}
-		k, err := cl.CreateKey(ctx, req)
-		if err != nil {
-			return err
-		}
-		if *c.output == "json" {
-			return printJSON(env.Stdout, k)
-		}
-		fmt.Fprintf(env.Stdout, "Created key %s (%s).\n", k.ID, k.Name)
-		fmt.Fprintf(env.Stdout, "Copy it now; it is not shown again:\n\n  %s\n\n", k.Secret)
-		return nil
+		return call(ctx, fs, c, args[1:], 0,
+			func(cl *admin.Client, ctx context.Context) (admin.CreatedKey, error) {
+				req := admin.CreateKeyRequest{Name: *name, Models: split(*model)}
+				if *ttl > 0 {
+					t := time.Now().Add(*ttl).UTC()
+					req.ExpiresAt = &t
+				}
+				return cl.CreateKey(ctx, req)
+			},
+			func(w io.Writer, k admin.CreatedKey) error {
+				_, err := fmt.Fprintf(w, "Created key %s (%s).\n"+
+					"Copy it now; it is not shown again:\n\n  %s\n\n", k.ID, k.Name, k.Secret)
+				return err
+			})
 
 	case "revoke":
-		if err := parse(fs, args[1:], 1); err != nil {
-			return err
-		}
-		cl, err := c.client()
-		if err != nil {
-			return err
-		}
-		k, err := cl.RevokeKey(ctx, fs.Arg(0))
-		if err != nil {
-			return err
-		}
-		if *c.output == "json" {
-			return printJSON(env.Stdout, k)
-		}
-		fmt.Fprintf(env.Stdout, "Revoked key %s (%s).\n", k.ID, k.Name)
-		return nil
+		return call(ctx, fs, c, args[1:], 1,
+			func(cl *admin.Client, ctx context.Context) (admin.Key, error) {
+				return cl.RevokeKey(ctx, fs.Arg(0))
+			},
+			say(func(k admin.Key) string { return "Revoked key " + k.ID + " (" + k.Name + ")." }))
 	}
 	fmt.Fprintf(env.Stderr, "crosslogic keys: unknown command %q\n", args[0])
 	return ErrUsage
@@ -150,56 +155,38 @@ func Nodes(ctx context.Context, args []string, env Env) error {
 	fs := flag.NewFlagSet("nodes "+args[0], flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	c := addCommon(fs, env)
+	byID := func(op func(*admin.Client, context.Context, string) (admin.Node, error)) func(
+		*admin.Client, context.Context) (admin.Node, error) {
+		return func(cl *admin.Client, ctx context.Context) (admin.Node, error) {
+			return op(cl, ctx, fs.Arg(0))
+		}
+	}
 	switch args[0] {
 	case "list":
-		if err := parse(fs, args[1:], 0); err != nil {
-			return err
-		}
-		cl, err := c.client()
-		if err != nil {
-			return err
-		}
-		nodes, err := cl.ListNodes(ctx)
-		if err != nil {
-			return err
-		}
-		if *c.output == "json" {
-			return printJSON(env.Stdout, nodes)
-		}
-		tw := table(env.Stdout, "ID", "ENDPOINT", "MODELS", "STATE", "INFLIGHT", "PROVIDER",
-			"REGION", "SOURCE", "CERT EXPIRES")
-		for _, n := range nodes {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", n.ID, n.Endpoint,
-				models(n.Models), n.State, n.Inflight, n.Provider, dash(n.Region), n.Source,
-				when(n.CertNotAfter))
-		}
-		return tw.Flush()
+		return call(ctx, fs, c, args[1:], 0, (*admin.Client).ListNodes,
+			func(w io.Writer, nodes []admin.Node) error {
+				tw := table(w, "ID", "ENDPOINT", "MODELS", "STATE", "INFLIGHT", "PROVIDER",
+					"REGION", "SOURCE", "CERT EXPIRES")
+				for _, n := range nodes {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", n.ID, n.Endpoint,
+						models(n.Models), n.State, n.Inflight, n.Provider, dash(n.Region),
+						n.Source, when(n.CertNotAfter))
+				}
+				return tw.Flush()
+			})
 
-	case "show", "drain":
-		if err := parse(fs, args[1:], 1); err != nil {
-			return err
-		}
-		cl, err := c.client()
-		if err != nil {
-			return err
-		}
-		var n admin.Node
-		if args[0] == "show" {
-			n, err = cl.GetNode(ctx, fs.Arg(0))
-		} else {
-			n, err = cl.DrainNode(ctx, fs.Arg(0))
-		}
-		if err != nil {
-			return err
-		}
-		if *c.output == "json" {
-			return printJSON(env.Stdout, n)
-		}
-		if args[0] == "drain" {
-			fmt.Fprintf(env.Stdout, "Node %s is draining: it gets no new requests.\n", n.ID)
-			return nil
-		}
-		return printNode(env.Stdout, n)
+	case "show":
+		return call(ctx, fs, c, args[1:], 1, byID((*admin.Client).GetNode), printNode)
+
+	case "drain":
+		return call(ctx, fs, c, args[1:], 1, byID((*admin.Client).DrainNode),
+			say(func(n admin.Node) string {
+				return "Node " + n.ID + " is draining: it gets no new requests."
+			}))
+
+	case "remove":
+		return call(ctx, fs, c, args[1:], 1, byID((*admin.Client).RemoveNode),
+			say(func(n admin.Node) string { return "Removed node " + n.ID + "." }))
 
 	case "add":
 		id := fs.String("id", "", "node `id` (required)")
@@ -209,48 +196,22 @@ func Nodes(ctx context.Context, args []string, env Env) error {
 		region := fs.String("region", "", "`region` of the machine")
 		keyEnv := fs.String("upstream-key-env", "",
 			"environment `variable` holding the engine's bearer key")
-		if err := parse(fs, args[1:], 0); err != nil {
-			return err
-		}
-		cl, err := c.client()
-		if err != nil {
-			return err
-		}
-		req := admin.AddNodeRequest{ID: *id, Endpoint: *endpoint, Models: split(*model),
-			Provider: *provider, Region: *region}
-		if *keyEnv != "" {
-			// Read from the environment so the key is not in shell history.
-			if req.UpstreamKey = env.Getenv(*keyEnv); req.UpstreamKey == "" {
-				return fmt.Errorf("environment variable %s is empty", *keyEnv)
-			}
-		}
-		n, err := cl.AddNode(ctx, req)
-		if err != nil {
-			return err
-		}
-		if *c.output == "json" {
-			return printJSON(env.Stdout, n)
-		}
-		fmt.Fprintf(env.Stdout, "Added node %s (%s), state %s.\n", n.ID, n.Endpoint, n.State)
-		return nil
-
-	case "remove":
-		if err := parse(fs, args[1:], 1); err != nil {
-			return err
-		}
-		cl, err := c.client()
-		if err != nil {
-			return err
-		}
-		n, err := cl.RemoveNode(ctx, fs.Arg(0))
-		if err != nil {
-			return err
-		}
-		if *c.output == "json" {
-			return printJSON(env.Stdout, n)
-		}
-		fmt.Fprintf(env.Stdout, "Removed node %s.\n", n.ID)
-		return nil
+		return call(ctx, fs, c, args[1:], 0,
+			func(cl *admin.Client, ctx context.Context) (admin.Node, error) {
+				req := admin.AddNodeRequest{ID: *id, Endpoint: *endpoint,
+					Models: split(*model), Provider: *provider, Region: *region}
+				if *keyEnv != "" {
+					// From the environment, so the key is not in shell history.
+					if req.UpstreamKey = env.Getenv(*keyEnv); req.UpstreamKey == "" {
+						return admin.Node{}, fmt.Errorf("environment variable %s is empty",
+							*keyEnv)
+					}
+				}
+				return cl.AddNode(ctx, req)
+			},
+			say(func(n admin.Node) string {
+				return fmt.Sprintf("Added node %s (%s), state %s.", n.ID, n.Endpoint, n.State)
+			}))
 	}
 	fmt.Fprintf(env.Stderr, "crosslogic nodes: unknown command %q\n", args[0])
 	return ErrUsage
@@ -321,6 +282,7 @@ func dash(s string) string {
 	return s
 }
 
+// printNode prints one node for people.
 func printNode(w io.Writer, n admin.Node) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
@@ -369,66 +331,36 @@ func Tokens(ctx context.Context, args []string, env Env) error {
 			"(default any)")
 		var labels labelFlag
 		fs.Var(&labels, "label", "`key=value` copied to the node; repeatable")
-		if err := parse(fs, args[1:], 0); err != nil {
-			return err
-		}
-		cl, err := c.client()
-		if err != nil {
-			return err
-		}
-		t, err := cl.CreateJoinToken(ctx, admin.CreateJoinTokenRequest{
-			TTLSeconds: int64(ttl.Seconds()), MaxUses: *uses, Models: split(*model),
-			Labels: labels.m})
-		if err != nil {
-			return err
-		}
-		if *c.output == "json" {
-			return printJSON(env.Stdout, t)
-		}
-		fmt.Fprintf(env.Stdout, "Created join token %s: %d use(s), expires %s.\n", t.ID,
-			t.MaxUses, when(&t.ExpiresAt))
-		fmt.Fprintf(env.Stdout, "Copy it now; it is not shown again:\n\n  %s\n\n", t.Secret)
-		return nil
+		return call(ctx, fs, c, args[1:], 0,
+			func(cl *admin.Client, ctx context.Context) (admin.CreatedJoinToken, error) {
+				return cl.CreateJoinToken(ctx, admin.CreateJoinTokenRequest{
+					TTLSeconds: int64(ttl.Seconds()), MaxUses: *uses, Models: split(*model),
+					Labels: labels.m})
+			},
+			func(w io.Writer, t admin.CreatedJoinToken) error {
+				_, err := fmt.Fprintf(w, "Created join token %s: %d use(s), expires %s.\n"+
+					"Copy it now; it is not shown again:\n\n  %s\n\n", t.ID, t.MaxUses,
+					when(&t.ExpiresAt), t.Secret)
+				return err
+			})
 
 	case "list":
-		if err := parse(fs, args[1:], 0); err != nil {
-			return err
-		}
-		cl, err := c.client()
-		if err != nil {
-			return err
-		}
-		tokens, err := cl.ListJoinTokens(ctx)
-		if err != nil {
-			return err
-		}
-		if *c.output == "json" {
-			return printJSON(env.Stdout, tokens)
-		}
-		tw := table(env.Stdout, "ID", "STATE", "USES", "MODELS", "LABELS", "EXPIRES")
-		for _, t := range tokens {
-			fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\n", t.ID, t.State, t.Uses, t.MaxUses,
-				models(t.Models), labelString(t.Labels), when(&t.ExpiresAt))
-		}
-		return tw.Flush()
+		return call(ctx, fs, c, args[1:], 0, (*admin.Client).ListJoinTokens,
+			func(w io.Writer, tokens []admin.JoinToken) error {
+				tw := table(w, "ID", "STATE", "USES", "MODELS", "LABELS", "EXPIRES")
+				for _, t := range tokens {
+					fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\n", t.ID, t.State, t.Uses,
+						t.MaxUses, models(t.Models), labelString(t.Labels), when(&t.ExpiresAt))
+				}
+				return tw.Flush()
+			})
 
 	case "revoke":
-		if err := parse(fs, args[1:], 1); err != nil {
-			return err
-		}
-		cl, err := c.client()
-		if err != nil {
-			return err
-		}
-		t, err := cl.RevokeJoinToken(ctx, fs.Arg(0))
-		if err != nil {
-			return err
-		}
-		if *c.output == "json" {
-			return printJSON(env.Stdout, t)
-		}
-		fmt.Fprintf(env.Stdout, "Revoked join token %s.\n", t.ID)
-		return nil
+		return call(ctx, fs, c, args[1:], 1,
+			func(cl *admin.Client, ctx context.Context) (admin.JoinToken, error) {
+				return cl.RevokeJoinToken(ctx, fs.Arg(0))
+			},
+			say(func(t admin.JoinToken) string { return "Revoked join token " + t.ID + "." }))
 	}
 	fmt.Fprintf(env.Stderr, "crosslogic tokens: unknown command %q\n", args[0])
 	return ErrUsage
@@ -443,22 +375,11 @@ func CA(ctx context.Context, args []string, env Env) error {
 	fs := flag.NewFlagSet("ca show", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	c := addCommon(fs, env)
-	if err := parse(fs, args[1:], 0); err != nil {
-		return err
-	}
-	cl, err := c.client()
-	if err != nil {
-		return err
-	}
-	ca, err := cl.CA(ctx)
-	if err != nil {
-		return err
-	}
-	if *c.output == "json" {
-		return printJSON(env.Stdout, ca)
-	}
-	fmt.Fprintf(env.Stdout, "Fingerprint: %s\n\n%s", ca.Fingerprint, ca.Bundle)
-	return nil
+	return call(ctx, fs, c, args[1:], 0, (*admin.Client).CA,
+		func(w io.Writer, ca admin.CA) error {
+			_, err := fmt.Fprintf(w, "Fingerprint: %s\n\n%s", ca.Fingerprint, ca.Bundle)
+			return err
+		})
 }
 
 // labelFlag collects repeated --label key=value flags.

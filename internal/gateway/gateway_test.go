@@ -184,7 +184,8 @@ func decodeError(t *testing.T, resp *http.Response) string {
 	return code
 }
 
-const chatBody = `{"model":"` + modelA + `","messages":[{"role":"user","content":"Say something about spot instances"}],"max_tokens":12}`
+const chatBody = `{"model":"` + modelA + `","messages":[{"role":"user",` +
+	`"content":"Say something about spot instances"}],"max_tokens":12}`
 
 func TestErrors(t *testing.T) {
 	f := newFixture(t, fixtureOptions{config: gateway.Config{MaxBodyBytes: 1 << 10}})
