@@ -64,6 +64,7 @@ import (
 
 	"github.com/crosslogic/crosslogic/internal/agentapi"
 	"github.com/crosslogic/crosslogic/internal/engine"
+	"github.com/crosslogic/crosslogic/internal/inflight"
 	"github.com/crosslogic/crosslogic/internal/pki"
 )
 
@@ -210,7 +211,7 @@ type Agent struct {
 
 	health   atomic.Pointer[engineHealth] // last readiness check; written by monitor only
 	draining atomic.Pointer[string]       // the drain's reason; nil while serving
-	inflight inflight
+	inflight inflight.Counter
 	addr     atomic.Pointer[net.Addr] // where the listener listens
 
 	ready     chan struct{} // closed when the engine is first ready while serving
@@ -457,7 +458,7 @@ func (a *Agent) adopt(id *identity) {
 func (a *Agent) drain(reason string, srv *http.Server, stopEngine, stopLoops func()) {
 	start := time.Now()
 	a.draining.Store(&reason)
-	a.log.Info("node draining", "reason", reason, "in_flight", a.inflight.count())
+	a.log.Info("node draining", "reason", reason, "in_flight", a.inflight.Count())
 
 	// The gateway stops sending requests here only once the control plane
 	// knows, so the heartbeat goes first and is not left to the loop.
@@ -472,9 +473,9 @@ func (a *Agent) drain(reason string, srv *http.Server, stopEngine, stopLoops fun
 	// drain timeout has passed, whichever comes first.
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.DrainTimeout)
 	defer cancel()
-	if err := a.inflight.wait(ctx); err != nil {
+	if err := a.inflight.Wait(ctx); err != nil {
 		a.log.Warn("drain timeout; cutting requests in flight",
-			"in_flight", a.inflight.count(), "timeout_ms", a.cfg.DrainTimeout.Milliseconds())
+			"in_flight", a.inflight.Count(), "timeout_ms", a.cfg.DrainTimeout.Milliseconds())
 	}
 	if err := srv.Shutdown(ctx); err != nil {
 		_ = srv.Close()
@@ -570,7 +571,7 @@ func (a *Agent) Addr() net.Addr {
 func (a *Agent) Draining() bool { return a.draining.Load() != nil }
 
 // InFlight returns the number of requests being proxied to the engine.
-func (a *Agent) InFlight() int { return a.inflight.count() }
+func (a *Agent) InFlight() int { return a.inflight.Count() }
 
 // Run is a shorthand for New followed by Agent.Run.
 func Run(ctx context.Context, cfg Config) error {

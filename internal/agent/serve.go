@@ -1,13 +1,11 @@
 package agent
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/crosslogic/crosslogic/internal/agentapi"
@@ -88,8 +86,8 @@ func (a *Agent) proxy() http.Handler {
 	}
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a.inflight.add()
-		defer a.inflight.done()
+		a.inflight.Add()
+		defer a.inflight.Done()
 		start := time.Now()
 		// The request's context ends when the gateway goes away, and
 		// ReverseProxy then cancels the engine's request: GPU time is not
@@ -98,56 +96,4 @@ func (a *Agent) proxy() http.Handler {
 		a.log.Debug("request proxied", "request_id", r.Header.Get("X-Request-Id"),
 			"path", r.URL.Path, "duration_ms", time.Since(start).Milliseconds())
 	})
-}
-
-// inflight counts the requests being proxied, so that a drain can wait
-// for them. A sync.WaitGroup would not do: its Add must not race with
-// Wait, and requests keep arriving while a drain waits.
-type inflight struct {
-	mu sync.Mutex
-	// n and idle are guarded by mu.
-	n    int
-	idle chan struct{} // closed when n drops to zero; nil if nobody waits
-}
-
-func (f *inflight) add() {
-	f.mu.Lock()
-	f.n++
-	f.mu.Unlock()
-}
-
-func (f *inflight) done() {
-	f.mu.Lock()
-	f.n--
-	if f.n == 0 && f.idle != nil {
-		close(f.idle)
-		f.idle = nil
-	}
-	f.mu.Unlock()
-}
-
-func (f *inflight) count() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.n
-}
-
-// wait returns nil once no request is in flight, or ctx's error.
-func (f *inflight) wait(ctx context.Context) error {
-	f.mu.Lock()
-	if f.n == 0 {
-		f.mu.Unlock()
-		return nil
-	}
-	if f.idle == nil {
-		f.idle = make(chan struct{})
-	}
-	idle := f.idle
-	f.mu.Unlock()
-	select {
-	case <-idle:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

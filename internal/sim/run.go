@@ -7,8 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
+
+	"github.com/crosslogic/crosslogic/internal/inflight"
 )
 
 // errClosed is the cause of the request contexts a closing server
@@ -27,9 +28,9 @@ type Running struct {
 	s      *Server
 	srv    *http.Server
 	cancel context.CancelCauseFunc // cancels every request's context
-	active inflight
-	served chan struct{} // closed when Serve has returned
-	err    error         // Serve's error; read only after served closes
+	active inflight.Counter        // running handlers, so that Close can wait for them
+	served chan struct{}           // closed when Serve has returned
+	err    error                   // Serve's error; read only after served closes
 }
 
 // Start listens on 127.0.0.1 at a free port and serves a new Server for
@@ -66,8 +67,8 @@ func (s *Server) Start(addr string) (*Running, error) {
 	h := s.Handler()
 	r.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			r.active.add()
-			defer r.active.done()
+			r.active.Add()
+			defer r.active.Done()
 			h.ServeHTTP(w, req)
 		}),
 		BaseContext:       func(net.Listener) context.Context { return base },
@@ -112,7 +113,7 @@ func (r *Running) Close() error {
 	_ = r.srv.Close() // also closes what a timed-out Shutdown left open
 	r.cancel(errClosed)
 	<-r.served
-	r.active.wait()
+	_ = r.active.Wait(context.Background())
 	return r.err
 }
 
@@ -143,46 +144,4 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	err = r.Close()
 	s.log.Info("simulator stopped", "addr", r.Addr)
 	return err
-}
-
-// inflight counts running handlers so that Close can wait for them. A
-// sync.WaitGroup would do, but its Add must not race with Wait, and a
-// connection accepted just before Close may start a handler at any
-// time.
-type inflight struct {
-	mu sync.Mutex
-	// n and idle are guarded by mu.
-	n    int
-	idle chan struct{} // closed when n drops to zero; nil if nobody waits
-}
-
-func (f *inflight) add() {
-	f.mu.Lock()
-	f.n++
-	f.mu.Unlock()
-}
-
-func (f *inflight) done() {
-	f.mu.Lock()
-	f.n--
-	if f.n == 0 && f.idle != nil {
-		close(f.idle)
-		f.idle = nil
-	}
-	f.mu.Unlock()
-}
-
-// wait blocks until no handler runs.
-func (f *inflight) wait() {
-	f.mu.Lock()
-	if f.n == 0 {
-		f.mu.Unlock()
-		return
-	}
-	if f.idle == nil {
-		f.idle = make(chan struct{})
-	}
-	idle := f.idle
-	f.mu.Unlock()
-	<-idle
 }
