@@ -22,7 +22,6 @@ package gateway
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -31,6 +30,7 @@ import (
 	"github.com/crosslogic/crosslogic/internal/balancer"
 	"github.com/crosslogic/crosslogic/internal/openai"
 	"github.com/crosslogic/crosslogic/internal/registry"
+	"github.com/crosslogic/crosslogic/internal/upstream"
 )
 
 // DefaultMaxBodyBytes is the request body limit when none is configured.
@@ -215,21 +215,18 @@ func New(o Options) *Gateway {
 	return g
 }
 
-// NewTransport returns the HTTP transport the gateway uses to reach nodes:
-// keep-alive connections, enough idle ones per node for a busy gateway,
-// and no transparent compression.
-func NewTransport(cfg Config) *http.Transport {
+// NewTransport returns the transport the gateway uses to reach nodes:
+// HTTP/1.1 with keep-alive, each exchange run on the requesting
+// goroutine (see package upstream), enough idle connections per node
+// for a busy gateway, and no compression, so that engines answer every
+// event of a stream as it comes.
+func NewTransport(cfg Config) *upstream.Transport {
 	cfg = cfg.withDefaults()
-	d := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
-	return &http.Transport{
-		DialContext:           d.DialContext,
-		TLSHandshakeTimeout:   cfg.ConnectTimeout,
+	return &upstream.Transport{
+		DialTimeout:           cfg.ConnectTimeout,
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
-		MaxIdleConnsPerHost:   1024,
-		IdleConnTimeout:       90 * time.Second,
-		// Engines answer SSE uncompressed only when not offered gzip, and
-		// a gzip stream cannot be flushed per event.
-		DisableCompression: true,
+		MaxIdlePerHost:        1024,
+		IdleTimeout:           90 * time.Second,
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"sync"
 	"time"
@@ -290,12 +291,7 @@ func (g *Gateway) attempt(x *exchange, node *registry.Node) (int, error) {
 func (g *Gateway) send(x *exchange, node *registry.Node,
 	body []byte) (*http.Response, context.CancelFunc, error) {
 	ctx, cancel := context.WithCancelCause(x.ctx)
-	out, err := http.NewRequestWithContext(ctx, http.MethodPost,
-		node.BaseURL+x.r.URL.Path, bytes.NewReader(body))
-	if err != nil {
-		cancel(nil)
-		return nil, nil, err
-	}
+	out := nodeRequest(ctx, node, x.r.URL.Path, body)
 	copyRequestHeader(out.Header, x.r.Header)
 	out.Header.Set("X-Request-Id", x.requestID)
 	if a := node.Authorization(); a != "" {
@@ -333,6 +329,28 @@ func (g *Gateway) send(x *exchange, node *registry.Node,
 	}
 	return resp, func() { cancel(nil) }, nil
 }
+
+// nodeRequest returns a POST of body to path on node. It is built from
+// the node's parsed URL rather than by parsing one per attempt.
+func nodeRequest(ctx context.Context, node *registry.Node, path string,
+	body []byte) *http.Request {
+	u := new(url.URL)
+	*u = *node.URL
+	u.Path, u.RawPath = node.URL.Path+path, ""
+	r := &http.Request{Method: http.MethodPost, URL: u, Host: u.Host,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: make(http.Header, 8), ContentLength: int64(len(body)),
+		Body: requestBody{bytes.NewReader(body)},
+		GetBody: func() (io.ReadCloser, error) {
+			return requestBody{bytes.NewReader(body)}, nil
+		}}
+	return r.WithContext(ctx)
+}
+
+// requestBody is a request body held in memory.
+type requestBody struct{ *bytes.Reader }
+
+func (requestBody) Close() error { return nil }
 
 // relay copies a non-streaming answer. The status line is written only
 // once the first bytes of the body have arrived, so a node that dies
