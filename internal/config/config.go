@@ -182,6 +182,12 @@ type Node struct {
 	// UpstreamKeyEnv names an environment variable holding the bearer key
 	// the node's engine expects, so the key stays out of the file.
 	UpstreamKeyEnv string `yaml:"upstream_key_env"`
+	// HTTP2 says the endpoint speaks HTTP/2 as well: for an http
+	// endpoint, cleartext HTTP/2 with prior knowledge (h2c). Streams then
+	// share a few multiplexed connections instead of holding one each;
+	// other requests keep using HTTP/1.1. vLLM and SGLang speak
+	// HTTP/1.1 only; the simulator speaks both.
+	HTTP2 bool `yaml:"http2"`
 }
 
 // Default returns the built-in configuration.

@@ -178,9 +178,22 @@ func (a *authority) serverSource() pki.Source {
 func (a *authority) nodeTransport(cfg gateway.Config) func(nodeID string) http.RoundTripper {
 	return func(nodeID string) http.RoundTripper {
 		t := gateway.NewTransport(cfg)
-		t.TLSClientConfig = pki.ClientConfig(
-			pki.Source{Certificate: a.gateway.Load, Bundle: a.ca.Bundle},
-			pki.NodeIdentity(nodeID))
+		t.TLSClientConfig = a.nodeTLS(nodeID)
 		return t
 	}
+}
+
+// nodeStreamTransport returns what builds the HTTP/2 transport for an
+// agent node's streams, with the same mutual TLS as nodeTransport.
+func (a *authority) nodeStreamTransport(cfg gateway.Config) func(string) http.RoundTripper {
+	return func(nodeID string) http.RoundTripper {
+		return gateway.NewStreamTransport(cfg, a.nodeTLS(nodeID))
+	}
+}
+
+// nodeTLS presents the gateway certificate and accepts only a
+// certificate naming nodeID.
+func (a *authority) nodeTLS(nodeID string) *tls.Config {
+	return pki.ClientConfig(pki.Source{Certificate: a.gateway.Load, Bundle: a.ca.Bundle},
+		pki.NodeIdentity(nodeID))
 }

@@ -49,6 +49,11 @@ type Server struct {
 	enrollment *enrollment.Server
 	// nodeTransport builds the mTLS transport to an agent node.
 	nodeTransport func(nodeID string) http.RoundTripper
+	// nodeStreamTransport builds the HTTP/2 mTLS transport for an agent
+	// node's streams.
+	nodeStreamTransport func(nodeID string) http.RoundTripper
+	// gatewayConfig is the gateway's configuration, for node transports.
+	gatewayConfig gateway.Config
 	// metrics holds every Prometheus collector of the process.
 	metrics *prometheus.Registry
 
@@ -123,7 +128,9 @@ func newWithStore(ctx context.Context, cfg config.Config, log *slog.Logger,
 		return nil, err
 	}
 	s.authority = auth
+	s.gatewayConfig = gcfg
 	s.nodeTransport = auth.nodeTransport(gcfg)
+	s.nodeStreamTransport = auth.nodeStreamTransport(gcfg)
 	if err := admin.ReloadKeys(ctx, st, s.keys); err != nil {
 		return nil, err
 	}
@@ -146,8 +153,9 @@ func newWithStore(ctx context.Context, cfg config.Config, log *slog.Logger,
 		Interval: cfg.Health.Interval, Timeout: cfg.Health.Timeout,
 		FailureThreshold: cfg.Health.FailureThreshold, HeartbeatTTL: cfg.Heartbeat.TTL}
 	s.enrollment = &enrollment.Server{Store: st, Registry: s.registry, CA: auth.ca,
-		NodeTransport: s.nodeTransport, HeartbeatInterval: cfg.Heartbeat.Interval,
-		CertLifetime: cfg.PKI.CertLifetime, Logger: log}
+		NodeTransport: s.nodeTransport, NodeStreamTransport: s.nodeStreamTransport,
+		HeartbeatInterval: cfg.Heartbeat.Interval,
+		CertLifetime:      cfg.PKI.CertLifetime, Logger: log}
 
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", s.admin)
@@ -165,6 +173,9 @@ func (s *Server) loadNodes(ctx context.Context) error {
 			Provider: n.Provider, Region: n.Region, Source: registry.SourceConfig}
 		if spec.Provider == "" {
 			spec.Provider = "manual"
+		}
+		if n.HTTP2 {
+			spec.StreamTransport = gateway.NewStreamTransport(s.gatewayConfig, nil)
 		}
 		if n.UpstreamKeyEnv != "" {
 			spec.UpstreamKey = os.Getenv(n.UpstreamKeyEnv)
@@ -189,6 +200,7 @@ func (s *Server) loadNodes(ctx context.Context) error {
 			// Back as joining: it is ready again at its next heartbeat.
 			spec.Source, spec.CertNotAfter = registry.SourceAgent, n.CertNotAfter
 			spec.Transport = s.nodeTransport(n.ID)
+			spec.StreamTransport = s.nodeStreamTransport(n.ID)
 			spec.Facts = registry.Facts{Zone: n.Zone, InstanceType: n.InstanceType,
 				Spot: n.Spot, GPU: n.GPU, Engine: n.Engine, Labels: n.Labels}
 		}
@@ -212,6 +224,12 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // certificate naming that node.
 func (s *Server) NodeTransport(nodeID string) http.RoundTripper {
 	return s.nodeTransport(nodeID)
+}
+
+// NodeStreamTransport returns the HTTP/2 transport, with the same mutual
+// TLS as NodeTransport, that carries the agent node nodeID's streams.
+func (s *Server) NodeStreamTransport(nodeID string) http.RoundTripper {
+	return s.nodeStreamTransport(nodeID)
 }
 
 // RemoveNode removes a node from the registry and the store.

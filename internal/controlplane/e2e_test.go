@@ -412,3 +412,36 @@ func TestAgentSIGTERMUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d requests, %d in flight on the stopped agent, 0 failed", sent, inflight)
 }
+
+// TestAgentStreamsOverHTTP2: the stream transport of an agent node speaks
+// HTTP/2 over the same mutual TLS, and it too refuses a certificate that
+// names another node.
+func TestAgentStreamsOverHTTP2(t *testing.T) {
+	f := newFleet(t, 1, time.Hour, nil)
+	real := f.cp.Registry().List()[0]
+
+	req, _ := http.NewRequest(http.MethodGet, real.Endpoint+"/health", nil)
+	resp, err := f.cp.NodeStreamTransport(real.ID).RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+		t.Fatalf("health over the stream transport: %d over HTTP/%d, want 200 over HTTP/2",
+			resp.StatusCode, resp.ProtoMajor)
+	}
+
+	req, _ = http.NewRequest(http.MethodGet, real.Endpoint+"/health", nil)
+	_, err = f.cp.NodeStreamTransport("impostor").RoundTrip(req)
+	var pe *pki.PeerError
+	if !errors.As(err, &pe) {
+		t.Fatalf("stream transport expecting another node: err = %v, want a PeerError", err)
+	}
+
+	// A stream through the gateway goes over it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := f.request(ctx, true, 8); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -55,6 +55,9 @@ type Server struct {
 	// NodeTransport returns the transport the gateway uses to reach a
 	// node: mutual TLS expecting that node's identity.
 	NodeTransport func(nodeID string) http.RoundTripper
+	// NodeStreamTransport, when set, returns the HTTP/2 transport for the
+	// node's streaming requests, with the same mutual TLS.
+	NodeStreamTransport func(nodeID string) http.RoundTripper
 	// HeartbeatInterval is what agents are told; zero means 5s.
 	HeartbeatInterval time.Duration
 	// CertLifetime of node certificates; zero means pki.DefaultLeafLifetime.
@@ -189,6 +192,9 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 			Spot: req.Facts.Spot, GPU: req.Facts.GPU, Engine: req.Facts.Engine,
 			Labels: tok.Labels},
 		CertNotAfter: cert.NotAfter, Transport: s.NodeTransport(nodeID)}
+	if s.NodeStreamTransport != nil {
+		spec.StreamTransport = s.NodeStreamTransport(nodeID)
+	}
 	if err := s.Registry.Add(spec); err != nil {
 		internal(w, log, "register node", err)
 		return

@@ -21,7 +21,9 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -227,6 +229,37 @@ func NewTransport(cfg Config) *upstream.Transport {
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
 		MaxIdlePerHost:        1024,
 		IdleTimeout:           90 * time.Second,
+	}
+}
+
+// NewStreamTransport returns the transport for a node's streams: HTTP/2
+// only, over TLS with tlsConfig or, when it is nil, in cleartext with
+// prior knowledge (h2c). A stream lasts as long as its answer, minutes
+// for a long one; multiplexed, ten thousand of them take a few dozen
+// connections rather than ten thousand, and a new stream to a node far
+// away needs no new handshake. Pings find a connection whose node died
+// without closing it.
+func NewStreamTransport(cfg Config, tlsConfig *tls.Config) *http.Transport {
+	cfg = cfg.withDefaults()
+	var p http.Protocols
+	if tlsConfig != nil {
+		p.SetHTTP2(true)
+	} else {
+		p.SetUnencryptedHTTP2(true)
+	}
+	d := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Protocols:             &p,
+		DialContext:           d.DialContext,
+		TLSClientConfig:       tlsConfig,
+		TLSHandshakeTimeout:   cfg.ConnectTimeout,
+		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		HTTP2: &http.HTTP2Config{
+			SendPingTimeout: 30 * time.Second,
+			PingTimeout:     15 * time.Second,
+		},
 	}
 }
 

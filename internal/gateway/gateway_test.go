@@ -5,12 +5,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -626,5 +629,145 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestStreamsOverHTTP2 sends a node's streams over its stream transport,
+// cleartext HTTP/2 here, multiplexed on one connection, while its other
+// requests keep to HTTP/1.1.
+func TestStreamsOverHTTP2(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	e, err := sim.New(sim.Config{Models: []string{"model-h2"},
+		TimeBetweenTokens: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	protos := map[string][]int{} // "stream"/"other" → ProtoMajor of each request
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			kind := "other"
+			if r.ProtoMajor == 2 {
+				kind = "stream"
+			}
+			mu.Lock()
+			protos[kind] = append(protos[kind], r.ProtoMajor)
+			mu.Unlock()
+			e.Handler().ServeHTTP(w, r)
+		}))
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv.Config.Protocols = &p
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	f.addReadyNode(t, registry.Spec{ID: "node-h2", Endpoint: srv.URL,
+		Models: []string{"model-h2"},
+		StreamTransport: gateway.NewStreamTransport(gateway.Config{}, nil)})
+
+	resp := f.post(t, "/v1/chat/completions", f.key, `{"model":"model-h2","max_tokens":4,`+
+		`"messages":[{"role":"user","content":"hi"}]}`)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("non-streaming: status %d", resp.StatusCode)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+
+	// One stream opens the HTTP/2 connection; the next ones, all at once,
+	// share it.
+	stream := func() error {
+		req, _ := http.NewRequest(http.MethodPost, f.gw.URL+"/v1/chat/completions",
+			strings.NewReader(`{"model":"model-h2","stream":true,"max_tokens":8,`+
+				`"messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("Authorization", "Bearer "+f.key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && !bytes.HasSuffix(bytes.TrimSpace(b), []byte("data: [DONE]")) {
+			err = fmt.Errorf("stream did not end with [DONE]: %q", b)
+		}
+		return err
+	}
+	if err := stream(); err != nil {
+		t.Fatal(err)
+	}
+	const streams = 21
+	var wg sync.WaitGroup
+	errs := make(chan error, streams)
+	for range streams - 1 {
+		wg.Go(func() {
+			if err := stream(); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	if got := protos["other"]; len(got) != 1 || got[0] != 1 {
+		t.Errorf("non-streaming request went over HTTP/%v, want HTTP/1", got)
+	}
+	if got := protos["stream"]; len(got) != streams {
+		t.Errorf("node saw %d streams over HTTP/2, want %d (%v)", len(got), streams, protos)
+	}
+	// One connection for the non-streaming request, one for the streams.
+	if n := conns.Load(); n > 2 {
+		t.Errorf("node saw %d connections for %d streams, want them multiplexed", n, streams)
+	}
+}
+
+// TestStreamEventsLargerThanTheBuffer relays events bigger than a
+// stream's read buffer, and events cut across writes at every kind of
+// place, byte for byte.
+func TestStreamEventsLargerThanTheBuffer(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	big := strings.Repeat("x", 5000)
+	events := []string{
+		`data: {"id":"c1","object":"chat.completion.chunk","created":1,"choices":[{"index":0,` +
+			`"delta":{"role":"assistant","content":""}}]}` + "\n\n",
+		`data: {"id":"c1","object":"chat.completion.chunk","created":1,"choices":[{"index":0,` +
+			`"delta":{"content":"` + big + `"}}]}` + "\n\n",
+		": a comment\r\n\r\n",
+		`data: {"id":"c1","object":"chat.completion.chunk","created":1,"choices":[{"index":0,` +
+			`"delta":{},"finish_reason":"stop"}]}` + "\n\n",
+		"data: [DONE]\n\n",
+	}
+	want := strings.Join(events, "")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		rc := http.NewResponseController(w)
+		// Cut the stream into pieces of odd sizes, flushing each.
+		for i, n := 0, 1; i < len(want); i, n = i+n, n*3+1 {
+			end := min(len(want), i+n)
+			_, _ = io.WriteString(w, want[i:end])
+			_ = rc.Flush()
+		}
+	}))
+	t.Cleanup(srv.Close)
+	f.addReadyNode(t, registry.Spec{ID: "node-big", Endpoint: srv.URL,
+		Models: []string{"model-big"}})
+
+	resp := f.post(t, "/v1/chat/completions", f.key, `{"model":"model-big","stream":true,`+
+		`"messages":[{"role":"user","content":"hi"}]}`)
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Fatalf("relayed stream differs from the node's:\n got %d bytes: %.200q\nwant %d bytes",
+			len(got), got, len(want))
 	}
 }

@@ -302,6 +302,11 @@ func (g *Gateway) send(x *exchange, node *registry.Node,
 	if t := node.Transport(); t != nil {
 		rt = t // an agent node: mTLS that checks the node's identity
 	}
+	if x.fields.Stream {
+		if t := node.StreamTransport(); t != nil {
+			rt = t
+		}
+	}
 	// Engines send a stream's status line as soon as they accept it, so
 	// silence before it is silence before the first event, which Idle
 	// bounds; FirstByte, sized for a whole answer, would let a wedged

@@ -18,9 +18,10 @@ import (
 
 // eventBufPool holds the read buffers of streams. A stream holds its
 // buffer while it waits for the next event, so ten thousand open streams
-// hold ten thousand buffers: they are small (an event is a few hundred
-// bytes), where a non-streaming answer gets copyBufPool's 32 KiB.
-var eventBufPool = sync.Pool{New: func() any { b := make([]byte, 4<<10); return &b }}
+// hold ten thousand buffers: they are small, as a chat chunk is a few
+// hundred bytes, where a non-streaming answer gets copyBufPool's 32 KiB.
+// A larger event is gathered over several reads.
+var eventBufPool = sync.Pool{New: func() any { b := make([]byte, 1<<10); return &b }}
 
 // streamState is what the gateway knows of a stream it is relaying:
 // enough to continue it on another node if its node dies.

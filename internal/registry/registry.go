@@ -72,6 +72,10 @@ type Spec struct {
 	// Transport reaches the node; nil means the gateway's shared one. Agent
 	// nodes get their own, which verifies the node's certificate identity.
 	Transport http.RoundTripper
+	// StreamTransport, when not nil, carries the node's streaming
+	// requests: HTTP/2, so that streams, which last minutes, share a few
+	// connections instead of holding one each.
+	StreamTransport http.RoundTripper
 }
 
 // Facts describe an agent node's machine.
@@ -128,6 +132,7 @@ type Node struct {
 
 	authorization string
 	transport     http.RoundTripper
+	streams       http.RoundTripper
 	inflight      atomic.Int64
 	load          atomic.Pointer[Load]
 
@@ -157,6 +162,10 @@ type Load struct {
 // gateway's shared one.
 func (n *Node) Transport() http.RoundTripper { return n.transport }
 
+// StreamTransport returns the round tripper for the node's streaming
+// requests, or nil when they go the way of the others.
+func (n *Node) StreamTransport() http.RoundTripper { return n.streams }
+
 // Load returns the node's last reported load; zero when none was.
 func (n *Node) Load() Load {
 	if l := n.load.Load(); l != nil {
@@ -182,7 +191,8 @@ func newNode(s Spec) *Node {
 	base := strings.TrimRight(s.Endpoint, "/")
 	u, _ := url.Parse(base) // validated by Spec.Validate
 	n := &Node{ID: s.ID, BaseURL: base, URL: u, Models: slices.Clone(s.Models),
-		Provider: s.Provider, Region: s.Region, Source: s.Source, transport: s.Transport}
+		Provider: s.Provider, Region: s.Region, Source: s.Source, transport: s.Transport,
+		streams: s.StreamTransport}
 	if s.UpstreamKey != "" {
 		n.authorization = "Bearer " + s.UpstreamKey
 	}

@@ -72,6 +72,7 @@ func (s *Server) Start(addr string) (*Running, error) {
 			h.ServeHTTP(w, req)
 		}),
 		BaseContext:       func(net.Listener) context.Context { return base },
+		Protocols:         Protocols(),
 		ReadHeaderTimeout: 30 * time.Second,
 		// net/http logs here what an operator should see: accept errors
 		// and handler panics other than http.ErrAbortHandler.
@@ -144,4 +145,14 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	err = r.Close()
 	s.log.Info("simulator stopped", "addr", r.Addr)
 	return err
+}
+
+// Protocols are what the simulator serves: HTTP/1.1 and cleartext HTTP/2
+// with prior knowledge on the same port, so that a gateway may reach it
+// either way.
+func Protocols() *http.Protocols {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return &p
 }

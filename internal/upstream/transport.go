@@ -30,6 +30,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -210,6 +211,13 @@ type errBeforeReply struct{ err error }
 func (e *errBeforeReply) Error() string { return e.err.Error() }
 func (e *errBeforeReply) Unwrap() error { return e.err }
 
+// Timeout reports whether the wrapped error is a timeout, so that
+// url.Error and net.Error checks see through the wrapper.
+func (e *errBeforeReply) Timeout() bool {
+	var ne net.Error
+	return errors.As(e.err, &ne) && ne.Timeout()
+}
+
 // peerClosed reports whether err says the peer closed the connection
 // before replying. http.ReadResponse reports a clean close before the
 // status line as io.ErrUnexpectedEOF.
@@ -240,7 +248,8 @@ func (t *Transport) pool(scheme, host string) (*hostPool, error) {
 	p := &hostPool{addr: host, idle: make(chan *conn, t.maxIdle())}
 	name, _, err := net.SplitHostPort(host)
 	if err != nil {
-		name, p.addr = host, net.JoinHostPort(host, port)
+		name = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		p.addr = net.JoinHostPort(name, port)
 	}
 	if scheme == "https" {
 		cfg := &tls.Config{}
@@ -322,6 +331,15 @@ func (t *Transport) putIdle(c *conn) {
 		_ = c.nc.Close()
 		return
 	}
+	if t.closed.Load() {
+		t.CloseIdleConnections() // Close ran while c went in
+		return
+	}
+	t.startSweep()
+}
+
+// startSweep starts the sweeper unless it runs.
+func (t *Transport) startSweep() {
 	if !t.sweeping.Load() && t.sweeping.CompareAndSwap(false, true) {
 		go t.sweep()
 	}
@@ -331,9 +349,13 @@ func (t *Transport) putIdle(c *conn) {
 // sockets do not outlive IdleTimeout by much when no request comes to
 // take them. It ends when no idle connection is left.
 func (t *Transport) sweep() {
-	tick := time.NewTicker(t.idleTimeout() / 2)
+	tick := time.NewTicker(max(t.idleTimeout()/2, time.Millisecond))
 	defer tick.Stop()
 	for range tick.C {
+		if t.closed.Load() {
+			t.sweeping.Store(false)
+			return
+		}
 		left := 0
 		each := func(_, v any) bool {
 			p := v.(*hostPool)
@@ -353,11 +375,24 @@ func (t *Transport) sweep() {
 		}
 		t.plain.Range(each)
 		t.secure.Range(each)
-		if left == 0 || t.closed.Load() {
+		if left == 0 {
 			t.sweeping.Store(false)
-			return
+			// A connection put back since the count found no sweeper
+			// running; this one sweeps again for it.
+			if t.idleCount() == 0 || !t.sweeping.CompareAndSwap(false, true) {
+				return
+			}
 		}
 	}
+}
+
+// idleCount is how many connections wait in the pools.
+func (t *Transport) idleCount() int {
+	n := 0
+	each := func(_, v any) bool { n += len(v.(*hostPool).idle); return true }
+	t.plain.Range(each)
+	t.secure.Range(each)
+	return n
 }
 
 // CloseIdleConnections closes every idle connection. Connections in use
@@ -389,9 +424,6 @@ func (t *Transport) Close() error {
 // exchange writes req on c and reads the head of the answer.
 func (t *Transport) exchange(c *conn, req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	if t.ResponseHeaderTimeout > 0 {
-		_ = c.nc.SetReadDeadline(time.Now().Add(t.ResponseHeaderTimeout))
-	}
 	// A cancelled request unblocks the connection at once, whatever it
 	// is doing; the connection is then closed.
 	stop := context.AfterFunc(ctx, c.interrupt)
@@ -407,6 +439,12 @@ func (t *Transport) exchange(c *conn, req *http.Request) (*http.Response, error)
 	before := c.read
 	if err := writeRequest(c.nc, req); err != nil {
 		return fail(&errBeforeReply{err})
+	}
+	if t.ResponseHeaderTimeout > 0 {
+		_ = c.nc.SetReadDeadline(time.Now().Add(t.ResponseHeaderTimeout))
+		if ctx.Err() != nil {
+			c.interrupt() // the cancel landed before the deadline above
+		}
 	}
 	var resp *http.Response
 	for {
@@ -432,7 +470,7 @@ func (t *Transport) exchange(c *conn, req *http.Request) (*http.Response, error)
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return fail(errors.New("upstream: unexpected 101 Switching Protocols"))
 	}
-	b := &body{rc: resp.Body, t: t, c: c, stop: stop, reuse: !resp.Close}
+	b := &body{rc: resp.Body, t: t, c: c, ctx: ctx, stop: stop, reuse: !resp.Close}
 	if resp.Body == http.NoBody {
 		b.release() // nothing to read: the connection is free now
 		return resp, nil
@@ -447,6 +485,7 @@ type body struct {
 	rc    io.ReadCloser
 	t     *Transport
 	c     *conn
+	ctx   context.Context
 	stop  func() bool
 	reuse bool
 	state atomic.Int32 // bodyReading, bodyDone or bodyClosed
@@ -473,6 +512,8 @@ func (b *body) Read(p []byte) (int, error) {
 		b.release()
 	} else if err != nil && b.state.Load() == bodyClosed {
 		err = errBodyClosed
+	} else if err != nil && err != io.EOF && b.ctx.Err() != nil {
+		err = b.ctx.Err() // the interrupt's deadline is not the reason
 	}
 	return n, err
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"sync"
 )
@@ -55,7 +56,7 @@ func writeRequest(w io.Writer, req *http.Request) error {
 	b = append(b, host...)
 	b = append(b, "\r\n"...)
 	for k, vv := range req.Header {
-		if headersSetHere[k] {
+		if headersSetHere[k] || headersSetHere[textproto.CanonicalMIMEHeaderKey(k)] {
 			continue
 		}
 		if !validToken(k) {
