@@ -668,7 +668,7 @@ func TestStreamsOverHTTP2(t *testing.T) {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	f.addReadyNode(t, registry.Spec{ID: "node-h2", Endpoint: srv.URL,
-		Models: []string{"model-h2"},
+		Models:          []string{"model-h2"},
 		StreamTransport: gateway.NewStreamTransport(gateway.Config{}, nil)})
 
 	resp := f.post(t, "/v1/chat/completions", f.key, `{"model":"model-h2","max_tokens":4,`+
