@@ -290,7 +290,24 @@ func (g *Gateway) attempt(x *exchange, node *registry.Node) (int, error) {
 // arrives; the returned cancel ends it.
 func (g *Gateway) send(x *exchange, node *registry.Node,
 	body []byte) (*http.Response, context.CancelFunc, error) {
-	ctx, cancel := context.WithCancelCause(x.ctx)
+	// Engines send a stream's status line as soon as they accept it, so
+	// silence before it is silence before the first event, which Idle
+	// bounds; FirstByte, sized for a whole answer, would let a wedged
+	// node hold a stream for minutes.
+	wait := x.timeouts.FirstByte
+	if x.fields.Stream {
+		wait = min(wait, x.timeouts.Idle)
+	}
+	// The transport bounds every request by ResponseHeaderTimeout
+	// already; a timer of our own is needed only for a shorter wait. The
+	// attempt needs a context of its own only for such a timer or for a
+	// stream's idle timer; otherwise the exchange's will do, and the
+	// request path is spared a context, a cancel and their registration.
+	ownTimer := wait < g.cfg.ResponseHeaderTimeout
+	ctx, cancel := x.ctx, context.CancelCauseFunc(noCancel)
+	if ownTimer || x.fields.Stream {
+		ctx, cancel = context.WithCancelCause(x.ctx)
+	}
 	out := nodeRequest(ctx, node, x.r.URL.Path, body)
 	copyRequestHeader(out.Header, x.r.Header)
 	out.Header.Set("X-Request-Id", x.requestID)
@@ -307,18 +324,8 @@ func (g *Gateway) send(x *exchange, node *registry.Node,
 			rt = t
 		}
 	}
-	// Engines send a stream's status line as soon as they accept it, so
-	// silence before it is silence before the first event, which Idle
-	// bounds; FirstByte, sized for a whole answer, would let a wedged
-	// node hold a stream for minutes.
-	wait := x.timeouts.FirstByte
-	if x.fields.Stream {
-		wait = min(wait, x.timeouts.Idle)
-	}
-	// The transport bounds every request by ResponseHeaderTimeout
-	// already; a timer of our own is needed only for a shorter wait.
 	var timer *time.Timer
-	if wait < g.cfg.ResponseHeaderTimeout {
+	if ownTimer {
 		timer = time.AfterFunc(wait, func() { cancel(errFirstByte) })
 	}
 	resp, err := rt.RoundTrip(out)
@@ -334,6 +341,10 @@ func (g *Gateway) send(x *exchange, node *registry.Node,
 	}
 	return resp, func() { cancel(nil) }, nil
 }
+
+// noCancel stands for the cancel of an attempt that has no context of its
+// own.
+func noCancel(error) {}
 
 // nodeRequest returns a POST of body to path on node. It is built from
 // the node's parsed URL rather than by parsing one per attempt.

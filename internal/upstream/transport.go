@@ -299,13 +299,21 @@ func (t *Transport) dial(ctx context.Context, p *hostPool) (*conn, error) {
 	return c, nil
 }
 
+// peekAfter is how long a connection must have been idle before it is
+// peeked on its way out of the pool. A connection back for less has not
+// given its peer the time to decide to close it, short of a race that
+// the retry in roundTrip covers; a busy gateway is spared a system call
+// per request.
+const peekAfter = 500 * time.Millisecond
+
 // getIdle takes the oldest usable idle connection of p, closing the ones
 // that waited too long or that the peer closed; nil when there is none.
 func (t *Transport) getIdle(p *hostPool) *conn {
 	for {
 		select {
 		case c := <-p.idle:
-			if t.clock().Sub(c.idleAt) > t.idleTimeout() || !alive(c.nc) {
+			idle := t.clock().Sub(c.idleAt)
+			if idle > t.idleTimeout() || (idle > peekAfter && !alive(c.nc)) {
 				_ = c.nc.Close()
 				continue
 			}

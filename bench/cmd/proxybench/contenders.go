@@ -21,6 +21,15 @@ import (
 type contender struct {
 	name  string // command-line name: direct, crosslogic, nginx, …
 	label string // column heading
+	// upstream says how the contender reaches the simulator, for the
+	// report; "" for the direct path.
+	upstream string
+	// perStream is how many sockets the contender's busiest process
+	// holds for each open stream, and extraFiles what that process holds
+	// beyond them and fileMargin whatever the stream count: together they
+	// bound the streams it can carry under the open-file limit (see
+	// streamCap).
+	perStream, extraFiles int
 	// start runs one instance in front of the simulator at upstream
 	// ("127.0.0.1:PORT") with its files in dir.
 	start func(ctx context.Context, e *env, dir, upstream string) (*instance, error)
@@ -51,19 +60,51 @@ type env struct {
 	portkeyDir string   // directory holding node_modules/@portkey-ai/gateway
 }
 
-// contenders are all the columns, in table order.
+const (
+	// h11Upstream is how the other proxies reach the simulator.
+	h11Upstream = "HTTP/1.1 keep-alive"
+	// h2cUpstream is how CrossLogic reaches it (http2: true in its node
+	// config).
+	h2cUpstream = "HTTP/1.1 keep-alive for non-streaming requests and cleartext " +
+		"HTTP/2 (h2c) for streams"
+	// h2cConns is a bound on CrossLogic's multiplexed connections to the
+	// streaming simulator: Go's HTTP/2 server (the simulator) allows 250
+	// streams per connection, so 10,000 streams take 40 connections and
+	// 25,000 take 100.
+	h2cConns = 100
+)
+
+// contenders are all the columns, in table order, with the sockets each
+// holds per stream. The proxies other than CrossLogic hold two: the
+// client's, and their own to the simulator. CrossLogic holds one, and
+// up to h2cConns multiplexed connections to the simulator. The direct
+// path's streams are held by the simulator and the load generator,
+// separate processes with the same limit, one socket each; as they hold
+// no more for any other contender, they never bind tighter than it.
+//
+// nginx runs two workers with a limit each, but they take connections
+// from one listening socket and nothing shares the streams out evenly
+// between them: the cap assumes one worker may hold them all.
 var contenders = []contender{
-	{name: "direct", label: "direct", start: startDirect,
+	{name: "direct", label: "direct", perStream: 1, start: startDirect,
 		version: func(*env) string { return "" }},
-	{name: "crosslogic", label: "CrossLogic", start: startCrossLogic,
+	{name: "crosslogic", label: "CrossLogic", upstream: h2cUpstream,
+		perStream: 1, extraFiles: h2cConns, start: startCrossLogic,
 		version: func(e *env) string { return firstLine(e.server, "version") }},
-	{name: "nginx", label: "nginx", start: startNginx,
+	{name: "nginx", label: "nginx", upstream: h11Upstream, perStream: 2, start: startNginx,
 		version: func(*env) string { return firstLine("nginx", "-v") }},
-	{name: "haproxy", label: "HAProxy", start: startHAProxy,
-		version: func(*env) string { return firstLine("haproxy", "-v") }},
-	{name: "caddy", label: "Caddy", start: startCaddy,
+	{name: "haproxy", label: "HAProxy", upstream: h11Upstream, perStream: 2,
+		start: startHAProxy, version: func(*env) string { return firstLine("haproxy", "-v") }},
+	{name: "caddy", label: "Caddy", upstream: h11Upstream, perStream: 2, start: startCaddy,
 		version: func(*env) string { return firstLine("caddy", "version") }},
-	{name: "portkey", label: "Portkey", start: startPortkey, version: portkeyVersion},
+	{name: "portkey", label: "Portkey", upstream: h11Upstream, perStream: 2,
+		start: startPortkey, version: portkeyVersion},
+}
+
+// maxStreams is the most concurrent streams c can carry under the
+// open-file limit.
+func (c contender) maxStreams(limit uint64) int {
+	return streamCap(limit, c.perStream, c.extraFiles)
 }
 
 func startDirect(_ context.Context, _ *env, _, upstream string) (*instance, error) {
@@ -73,6 +114,12 @@ func startDirect(_ context.Context, _ *env, _, upstream string) (*instance, erro
 // startCrossLogic runs `crosslogic server` with the simulator as its one
 // node, and makes an API key through the admin CLI: authentication is
 // part of CrossLogic's request path, so the benchmark pays for it.
+//
+// The node is marked http2, as the simulator serves h2c on its port:
+// that is how the gateway reaches a node that speaks HTTP/2, and its
+// streams then share a few connections instead of holding one socket
+// each to the simulator, which is what lets it carry 10,000 streams
+// under this machine's open-file limit.
 func startCrossLogic(ctx context.Context, e *env, dir, upstream string) (*instance, error) {
 	port, err1 := freePort()
 	agentPort, err2 := freePort()
@@ -89,6 +136,8 @@ nodes:
   - id: sim
     endpoint: http://%s
     models: [%s]
+    # Streams over h2c, multiplexed; other requests over HTTP/1.1.
+    http2: true
 `, addr, filepath.Join(dir, "data"), agentPort, upstream, benchModel)
 	cfgPath := filepath.Join(dir, "crosslogic.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
@@ -253,14 +302,15 @@ func startFromTemplate(ctx context.Context, dir, upstream string, tmpl *template
 	if err != nil {
 		return nil, err
 	}
-	// Each proxy may use every descriptor it inherits, and needs two per
-	// proxied connection.
-	most, files := maxStreams()
+	// Each proxy may use every descriptor it inherits (nginx: Files per
+	// worker), and needs two per proxied connection (HAProxy: MaxConn,
+	// or it refuses to start).
+	files := fileLimit()
 	var b strings.Builder
 	err = tmpl.Execute(&b, struct {
 		Dir, Upstream        string
 		Port, MaxConn, Files int
-	}{dir, upstream, port, most, int(files)})
+	}{dir, upstream, port, streamCap(files, 2, 0), int(files)})
 	if err != nil {
 		return nil, err
 	}

@@ -154,20 +154,34 @@ func parseFlags(args []string) (options, error) {
 	return o, nil
 }
 
-// maxStreams is the most concurrent streams a single-process proxy can
-// carry under this process's open-file limit, which every child
-// inherits: two sockets per stream (client and upstream), and a margin
-// for listeners, logs and the runtime's own descriptors.
-func maxStreams() (n int, limit uint64) {
+// fileMargin is what a process holds besides its streams' sockets:
+// listeners, logs, idle pooled connections and the runtime's own
+// descriptors.
+const fileMargin = 200
+
+// fileLimit is this process's open-file limit (RLIMIT_NOFILE), which
+// every child inherits; 0 when it cannot be read.
+func fileLimit() uint64 {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return math.MaxInt, 0
+		return 0
 	}
-	const margin = 200
-	if rl.Cur <= margin {
-		return 0, rl.Cur
+	return rl.Cur
+}
+
+// streamCap is the most concurrent streams a process can carry under
+// the open-file limit when it holds perStream sockets for each stream
+// and extra descriptors beyond fileMargin: (limit − fileMargin − extra)
+// ÷ perStream. A limit of 0 (unknown) caps nothing.
+func streamCap(limit uint64, perStream, extra int) int {
+	if limit == 0 || perStream <= 0 {
+		return math.MaxInt
 	}
-	return int((rl.Cur - margin) / 2), rl.Cur
+	fixed := uint64(fileMargin + max(extra, 0))
+	if limit <= fixed {
+		return 0
+	}
+	return int((limit - fixed) / uint64(perStream))
 }
 
 func parseInts(s string) ([]int, error) {
@@ -208,6 +222,7 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 		if err := json.Unmarshal(b, &res); err != nil {
 			return fmt.Errorf("%s: %w", o.reportOnly, err)
 		}
+		res.upgrade()
 		return writeReport(log, &res, filepath.Dir(o.reportOnly), o.doc)
 	}
 
@@ -232,6 +247,7 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 type running struct {
 	col           *column
 	fast, streams *instance
+	maxStreams    int // the most streams it can carry (contender.maxStreams)
 }
 
 // bench starts the simulators and the contenders and runs every step.
@@ -253,19 +269,12 @@ func bench(ctx context.Context, log *slog.Logger, o options) (*results, error) {
 			ThroughputSeconds: o.throughput.Seconds(), AnswerTokens: o.answerTokens,
 			Streams: o.streams, StreamTokens: o.streamTokens,
 			ITLMillis: float64(o.itl) / float64(time.Millisecond), RampSeconds: o.ramp.Seconds()}}
-	// Streams beyond what the open-file limit allows would measure the
-	// limit, not the proxy: cap them, and say so in the report.
-	most, limit := maxStreams()
+	// Streams beyond what the open-file limit allows a contender would
+	// measure the limit, not the contender: each streaming step runs
+	// every contender at no more than its own cap (see streamCap), and
+	// the report says which ones were capped.
+	limit := fileLimit()
 	res.Params.FileLimit = limit
-	for i, n := range o.streams {
-		if n > most {
-			log.Warn("too few file descriptors: streams capped", "streams", n,
-				"capped_to", most, "nofile", limit)
-			res.Params.StreamsCapped = append(res.Params.StreamsCapped, n)
-			o.streams[i] = most
-		}
-	}
-	res.Params.Streams = o.streams
 
 	res.Versions = append(res.Versions,
 		version{"go (proxybench)", goVersion()},
@@ -299,6 +308,8 @@ func bench(ctx context.Context, log *slog.Logger, o options) (*results, error) {
 			continue
 		}
 		r, err := startContender(ctx, e, o.workDir, c, fast.addr, paced.addr)
+		r.maxStreams = c.maxStreams(limit)
+		r.col.Upstream, r.col.SocketsPerStream = c.upstream, c.perStream
 		res.Columns = append(res.Columns, r.col)
 		if err != nil {
 			r.col.NotRun = err.Error()
@@ -329,12 +340,18 @@ func bench(ctx context.Context, log *slog.Logger, o options) (*results, error) {
 	streamBody := chatBody(o.streamTokens, true)
 	for _, n := range o.streams {
 		for _, r := range all {
-			st := streamStepRun(ctx, o, r, streamBody, n)
+			run := min(n, r.maxStreams)
+			if run < n {
+				log.Warn("too few file descriptors: streams capped", "contender", r.col.Name,
+					"streams", n, "capped_to", run, "nofile", limit)
+			}
+			st := streamStepRun(ctx, o, r, streamBody, run)
+			st.Requested, st.Capped = n, run < n
 			settle(ctx, r.streams.proc)
 			r.col.Streams = append(r.col.Streams, st)
-			log.Info("streams", "contender", r.col.Name, "streams", n, "completed", st.Completed,
-				"peak_open", st.PeakOpen, "ttft_p99_us", st.TTFT.P99,
-				"peak_rss_mb", st.PeakRSS>>20)
+			log.Info("streams", "contender", r.col.Name, "streams", run,
+				"completed", st.Completed, "peak_open", st.PeakOpen,
+				"ttft_p99_us", st.TTFT.P99, "peak_rss_mb", st.PeakRSS>>20)
 		}
 	}
 	for _, r := range all {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"log/slog"
 	"math"
@@ -90,9 +91,11 @@ func (c *column) latencyAt(rate int) *latencyStep {
 	return nil
 }
 
+// streamsAt returns the step of n streams as asked for, which may
+// have run fewer (streamStep.Capped).
 func (c *column) streamsAt(n int) *streamStep {
 	for i := range c.Streams {
-		if c.Streams[i].Streams == n {
+		if c.Streams[i].Requested == n {
 			return &c.Streams[i]
 		}
 	}
@@ -180,13 +183,8 @@ func markdown(res *results, imgDir string, images []string) string {
 		"started over %gs.\n\n", p.AnswerTokens, bytesNote, p.StepSeconds,
 		p.WarmupSeconds, p.Concurrency, p.ThroughputSeconds, max(1, p.Rounds),
 		p.StreamTokens, p.ITLMillis, p.RampSeconds)
-
-	if len(p.StreamsCapped) > 0 {
-		fmt.Fprintf(&b, "**Streams capped.** The open-file limit of this run was %s and "+
-			"could not be raised; a single-process proxy holds two sockets per stream, so "+
-			"the steps of %s streams ran with %s instead.\n\n", thousands(int(p.FileLimit)),
-			joinInts(p.StreamsCapped), thousands(p.Streams[len(p.Streams)-1]))
-	}
+	fmt.Fprintf(&b, "Protocols: the load generator speaks HTTP/1.1 keep-alive to every "+
+		"contender; %s.\n\n", upstreamNote(res))
 
 	// Non-streaming latency.
 	b.WriteString("#### Non-streaming latency, open loop\n\n" +
@@ -288,10 +286,15 @@ func markdown(res *results, imgDir string, images []string) string {
 			return direct.streamsAt(n)
 		}()
 		t.row(fmt.Sprintf("%s: completed", thousands(n)), func(c *column) string {
-			if st := get(c); st != nil {
-				return thousands(st.Completed)
+			st := get(c)
+			switch {
+			case st == nil:
+				return "–"
+			case st.Capped:
+				return fmt.Sprintf("%s of %s (capped)", thousands(st.Completed),
+					thousands(st.Streams))
 			}
-			return "–"
+			return thousands(st.Completed)
 		})
 		t.row(fmt.Sprintf("%s: most open at once", thousands(n)), func(c *column) string {
 			if st := get(c); st != nil {
@@ -332,6 +335,10 @@ func markdown(res *results, imgDir string, images []string) string {
 		})
 	}
 
+	if note := capNote(res); note != "" {
+		b.WriteString("\n" + note + "\n")
+	}
+
 	for _, img := range images {
 		fmt.Fprintf(&b, "\n![%s](%s)\n", strings.TrimSuffix(img, ".png"),
 			filepath.ToSlash(filepath.Join(imgDir, img)))
@@ -341,7 +348,177 @@ func markdown(res *results, imgDir string, images []string) string {
 	for _, tg := range targets(res) {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", tg.target, tg.measured, tg.met)
 	}
+	if anyCapped(res) {
+		b.WriteString("\nWith capped steps, the stream target is judged on CrossLogic's " +
+			"own step: met only if it ran 10,000 streams, all completed, all open at " +
+			"once, under 300 MB. \"Ahead on every figure\" compares like with like: in " +
+			"a step where CrossLogic and the other ran different stream counts, only " +
+			"the per-stream figures are compared (the share of streams completed and " +
+			"the latency percentiles), and only when CrossLogic ran the more streams, " +
+			"so that the difference can only count against it; peak RSS, which grows " +
+			"with the count, is not compared, and the row says so.\n")
+	}
 	return b.String()
+}
+
+// upstreamNote says how the contenders that ran reach the simulator,
+// for the settings.
+func upstreamNote(res *results) string {
+	var (
+		order  []string // the ways, in table order
+		labels = map[string][]string{}
+	)
+	for _, c := range res.Columns {
+		if c.NotRun != "" || c.Name == "direct" {
+			continue
+		}
+		// Runs older than the field reached it with HTTP/1.1 only.
+		way := cmp.Or(c.Upstream, h11Upstream)
+		if labels[way] == nil {
+			order = append(order, way)
+		}
+		labels[way] = append(labels[way], c.Label)
+	}
+	if len(order) == 0 {
+		return "no proxy ran"
+	}
+	var parts []string
+	for i, way := range order {
+		verb := " reaches the simulator with "
+		switch {
+		case i > 0:
+			verb = " with "
+		case len(labels[way]) > 1:
+			verb = " reach the simulator with "
+		}
+		parts = append(parts, andList(labels[way])+verb+way)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// anyCapped reports whether any contender ran a streaming step with
+// fewer streams than asked for.
+func anyCapped(res *results) bool {
+	for _, c := range res.Columns {
+		for _, st := range c.Streams {
+			if st.Capped && c.NotRun == "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// capNote explains the capped cells of the streaming table: which
+// contenders ran fewer streams than asked for, how many, and why. It
+// is "" when none was capped.
+func capNote(res *results) string {
+	// Who was capped in each step, grouped by how many ran.
+	var capped []string
+	for _, n := range res.Params.Streams {
+		var (
+			ran    []int
+			labels = map[int][]string{}
+		)
+		for _, c := range res.Columns {
+			if st := c.streamsAt(n); c.NotRun == "" && st != nil && st.Capped {
+				if labels[st.Streams] == nil {
+					ran = append(ran, st.Streams)
+				}
+				labels[st.Streams] = append(labels[st.Streams], c.Label)
+			}
+		}
+		for _, m := range ran {
+			who := andList(labels[m])
+			if len(labels[m]) == ranColumns(res) {
+				who = "Every contender"
+			}
+			capped = append(capped, fmt.Sprintf("%s ran the step of %s streams with %s",
+				who, thousands(n), thousands(m)))
+		}
+	}
+	if len(capped) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "**Capped.** %s: a capped cell shows the streams completed of those "+
+		"that ran, and every figure of its step is of the streams that ran. ",
+		strings.Join(capped, "; "))
+	fmt.Fprintf(&b, "The open-file limit of this run was %s and could not be raised; a "+
+		"process needs a descriptor for each socket and about %d for the rest. ",
+		thousands(int(res.Params.FileLimit)), fileMargin)
+	b.WriteString(socketsNote(res))
+	return b.String()
+}
+
+// ranColumns counts the contenders that ran.
+func ranColumns(res *results) int {
+	n := 0
+	for _, c := range res.Columns {
+		if c.NotRun == "" {
+			n++
+		}
+	}
+	return n
+}
+
+// socketsNote says how many sockets per stream each contender that ran
+// holds, which is why some were capped and others not.
+func socketsNote(res *results) string {
+	var two, one []string
+	var h2c, direct, legacy bool
+	for _, c := range res.Columns {
+		switch {
+		case c.NotRun != "":
+		case c.SocketsPerStream == 0:
+			legacy = true
+		case c.Name == "direct":
+			direct = true
+		case c.SocketsPerStream == 2:
+			two = append(two, c.Label)
+		default:
+			one = append(one, c.Label)
+			h2c = h2c || c.Upstream == h2cUpstream
+		}
+	}
+	if legacy {
+		return "This run is older than per-contender caps: it capped every contender " +
+			"alike, at what a process holding two sockets per stream can carry."
+	}
+	var parts []string
+	if len(two) > 0 {
+		parts = append(parts, fmt.Sprintf("%s %s two sockets per stream, the client's and "+
+			"%s own to the simulator", andList(two), plural(two, "holds", "hold"),
+			plural(two, "its", "their")))
+	}
+	if len(one) > 0 {
+		s := fmt.Sprintf("%s %s one", andList(one), plural(one, "holds", "hold"))
+		if h2c {
+			s += ", as its streams to the simulator share a few multiplexed HTTP/2 " +
+				"connections"
+		}
+		parts = append(parts, s)
+	}
+	if direct {
+		parts = append(parts, "The direct path's simulator and load generator, separate "+
+			"processes, hold one each")
+	}
+	return strings.Join(parts, ". ") + "."
+}
+
+// andList joins names as English does: "a", "a and b", "a, b and c".
+func andList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
+func plural(names []string, one, many string) string {
+	if len(names) == 1 {
+		return one
+	}
+	return many
 }
 
 // targetRow is one of the targets, judged on this run.
@@ -393,26 +570,8 @@ func targets(res *results) []targetRow {
 			fmt.Sprintf("%s vs %s requests/s (%.2f×)", thousands(int(cl.Throughput.RPS)),
 				thousands(int(ng.Throughput.RPS)), r), yesNo(r >= 0.8)})
 	}
-	var big *streamStep
-	for i := range cl.Streams {
-		if big == nil || cl.Streams[i].Streams > big.Streams {
-			big = &cl.Streams[i]
-		}
-	}
-	if big != nil {
-		ok := big.Completed == big.Streams && big.PeakOpen >= int64(big.Streams) &&
-			big.PeakRSS < 300<<20
-		measured := fmt.Sprintf("%s of %s completed, %s open at once, %s MB",
-			thousands(big.Completed), thousands(big.Streams),
-			thousands(int(big.PeakOpen)), mb(big.PeakRSS))
-		met := yesNo(ok && big.Streams >= 10_000)
-		if big.Streams < 10_000 && len(res.Params.StreamsCapped) > 0 {
-			measured += fmt.Sprintf("; 10,000 not measurable under an open-file limit of %s",
-				thousands(int(res.Params.FileLimit)))
-			met = "not measured; " + yesNo(ok) + " at " + thousands(big.Streams)
-		}
-		rows = append(rows, targetRow{"≥ 10,000 concurrent streams, peak RSS < 300 MB",
-			measured, met})
+	if row, ok := streamTarget(res, cl); ok {
+		rows = append(rows, row)
 	}
 	for _, rival := range []string{"caddy", "portkey"} {
 		rc := res.column(rival)
@@ -421,15 +580,45 @@ func targets(res *results) []targetRow {
 				rival + " did not run", "n/a"})
 			continue
 		}
-		behind := behindOn(res, cl, rc)
+		behind, skipped := behindOn(res, cl, rc)
 		measured := "ahead on all"
 		if len(behind) > 0 {
 			measured = "behind on: " + strings.Join(behind, "; ")
+		}
+		if len(skipped) > 0 {
+			measured += "; not compared: " + strings.Join(skipped, "; ")
 		}
 		rows = append(rows, targetRow{"ahead of " + rc.Label + " on every figure", measured,
 			yesNo(len(behind) == 0)})
 	}
 	return rows
+}
+
+// streamTarget judges "≥ 10,000 concurrent streams, peak RSS < 300 MB"
+// on the most streams CrossLogic itself ran: met only if that was
+// 10,000 or more, all completed, all open at once, under 300 MB.
+func streamTarget(res *results, cl *column) (targetRow, bool) {
+	var big *streamStep
+	for i := range cl.Streams {
+		if big == nil || cl.Streams[i].Streams > big.Streams {
+			big = &cl.Streams[i]
+		}
+	}
+	if big == nil {
+		return targetRow{}, false
+	}
+	ok := big.Completed == big.Streams && big.PeakOpen >= int64(big.Streams) &&
+		big.PeakRSS < 300<<20
+	measured := fmt.Sprintf("%s of %s completed, %s open at once, %s MB",
+		thousands(big.Completed), thousands(big.Streams),
+		thousands(int(big.PeakOpen)), mb(big.PeakRSS))
+	met := yesNo(ok && big.Streams >= 10_000)
+	if big.Streams < 10_000 && big.Capped {
+		measured += fmt.Sprintf("; %s asked for, capped by an open-file limit of %s",
+			thousands(big.Requested), thousands(int(res.Params.FileLimit)))
+		met = "not measured; " + yesNo(ok) + " at " + thousands(big.Streams)
+	}
+	return targetRow{"≥ 10,000 concurrent streams, peak RSS < 300 MB", measured, met}, true
 }
 
 func ratio(a, b micros) float64 {
@@ -439,13 +628,19 @@ func ratio(a, b micros) float64 {
 	return float64(a / b)
 }
 
-// behindOn lists the figures on which cl does worse than rival. Lower
-// is better everywhere but in throughput and completed streams.
-func behindOn(res *results, cl, rival *column) []string {
-	var out []string
+// behindOn lists the figures on which cl does worse than rival, and
+// the figures it left out. Lower is better everywhere but in throughput
+// and completed streams.
+//
+// A streaming step in which the two ran different stream counts (one
+// was capped) is compared on its per-stream figures only, the share of
+// streams completed and the latency percentiles, and only when cl ran
+// the more streams, so that the difference can only count against it;
+// its peak RSS, which grows with the count, is left out.
+func behindOn(res *results, cl, rival *column) (behind, skipped []string) {
 	worse := func(name string, a, b micros) {
 		if a.failedAt() && !b.failedAt() || !a.failedAt() && !b.failedAt() && a > b {
-			out = append(out, name)
+			behind = append(behind, name)
 		}
 	}
 	for _, rate := range res.Params.Rates {
@@ -468,14 +663,36 @@ func behindOn(res *results, cl, rival *column) []string {
 			continue
 		}
 		s := thousands(n) + " streams "
-		worse(s+"completed", micros(b.Completed), micros(a.Completed))
+		counts := fmt.Sprintf(" (%s vs %s streams ran)", thousands(a.Streams),
+			thousands(b.Streams))
+		switch {
+		case a.Streams < b.Streams:
+			skipped = append(skipped, s+"every figure"+counts)
+			continue
+		case a.Streams > b.Streams:
+			worse(s+"completed share", micros(share(b)), micros(share(a)))
+		default:
+			worse(s+"completed", micros(b.Completed), micros(a.Completed))
+		}
 		worse(s+"TTFT p50", a.TTFT.P50, b.TTFT.P50)
 		worse(s+"TTFT p99", a.TTFT.P99, b.TTFT.P99)
 		worse(s+"delay p50", a.Delay.P50, b.Delay.P50)
 		worse(s+"delay p99", a.Delay.P99, b.Delay.P99)
-		worse(s+"RSS", micros(a.PeakRSS), micros(b.PeakRSS))
+		if a.Streams == b.Streams {
+			worse(s+"RSS", micros(a.PeakRSS), micros(b.PeakRSS))
+		} else {
+			skipped = append(skipped, s+"RSS"+counts)
+		}
 	}
-	return out
+	return behind, skipped
+}
+
+// share is the fraction of the streams that ran which completed.
+func share(st *streamStep) float64 {
+	if st.Streams == 0 {
+		return 0
+	}
+	return float64(st.Completed) / float64(st.Streams)
 }
 
 // thousands writes n with commas: 10,000.
@@ -488,14 +705,6 @@ func thousands(n int) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
-}
-
-func joinInts(ns []int) string {
-	var s []string
-	for _, n := range ns {
-		s = append(s, thousands(n))
-	}
-	return strings.Join(s, ", ")
 }
 
 func oneLine(s string) string {

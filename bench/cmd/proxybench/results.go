@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -48,14 +49,18 @@ type params struct {
 	Concurrency       int     `json:"concurrency"`
 	ThroughputSeconds float64 `json:"throughput_seconds"`
 	AnswerTokens      int     `json:"answer_tokens"`
-	Streams           []int   `json:"streams"`
-	StreamTokens      int     `json:"stream_tokens"`
-	ITLMillis         float64 `json:"itl_ms"`
-	RampSeconds       float64 `json:"ramp_seconds"`
-	// FileLimit is RLIMIT_NOFILE of the run; StreamsCapped lists the
-	// stream counts asked for that it could not carry.
-	FileLimit     uint64 `json:"file_limit"`
-	StreamsCapped []int  `json:"streams_capped,omitempty"`
+	// Streams are the stream counts of the streaming steps as asked for;
+	// a contender's step may have run fewer (streamStep.Capped).
+	Streams      []int   `json:"streams"`
+	StreamTokens int     `json:"stream_tokens"`
+	ITLMillis    float64 `json:"itl_ms"`
+	RampSeconds  float64 `json:"ramp_seconds"`
+	// FileLimit is RLIMIT_NOFILE of the run, which caps the streams.
+	FileLimit uint64 `json:"file_limit"`
+	// StreamsCapped is written by runs older than per-contender caps
+	// only, and read by upgrade: those capped every contender alike,
+	// wrote the capped counts to Streams and the counts asked for here.
+	StreamsCapped []int `json:"streams_capped,omitempty"`
 }
 
 // column is one contender's figures.
@@ -69,6 +74,14 @@ type column struct {
 	Streams     []streamStep    `json:"streams"`
 	// PeakRSSAll is the VmHWM of both instances at the end of the run.
 	PeakRSSAll int64 `json:"peak_rss_all_bytes"`
+	// Upstream says how the contender reaches the simulator; "" for the
+	// direct path, and for every contender in runs older than the field
+	// (all of which reached it with HTTP/1.1 keep-alive).
+	Upstream string `json:"upstream,omitempty"`
+	// SocketsPerStream is how many sockets the contender's busiest
+	// process holds per stream, from which its cap follows; 0 in runs
+	// older than the field, which assumed 2 for every contender.
+	SocketsPerStream int `json:"sockets_per_stream,omitempty"`
 }
 
 // latencyStep is one open-loop rate.
@@ -100,6 +113,12 @@ type throughputStep struct {
 
 // streamStep is one streaming step.
 type streamStep struct {
+	// Requested is the step's stream count as asked for (the report's
+	// row), and Streams how many ran: fewer when Capped, because the
+	// contender could not hold Requested streams' sockets under the
+	// open-file limit.
+	Requested  int     `json:"requested"`
+	Capped     bool    `json:"capped"`
 	Streams    int     `json:"streams"`
 	Completed  int     `json:"completed"`
 	Failed     int     `json:"failed"`
@@ -109,6 +128,43 @@ type streamStep struct {
 	Delay      summary `json:"event_delay"`
 	PeakRSS    int64   `json:"peak_rss_bytes"`
 	CPUSeconds float64 `json:"cpu_seconds"`
+}
+
+// upgrade fills in what a results.json written before per-contender
+// stream caps lacks, so that the report reads it like a new one: the
+// count asked for of every streaming step, and whether it was capped.
+// Those runs capped every contender alike, at one count (the largest
+// of Params.Streams), and listed the counts asked for, in order, in
+// Params.StreamsCapped.
+func (res *results) upgrade() {
+	p := &res.Params
+	asked := slices.Clone(p.Streams)
+	if len(p.StreamsCapped) > 0 && len(p.Streams) > 0 {
+		most, j := slices.Max(p.Streams), 0
+		for i, n := range asked {
+			if n == most && j < len(p.StreamsCapped) {
+				asked[i] = p.StreamsCapped[j]
+				j++
+			}
+		}
+	}
+	for _, c := range res.Columns {
+		for i := range c.Streams {
+			st := &c.Streams[i]
+			if st.Requested != 0 {
+				continue
+			}
+			st.Requested = st.Streams
+			// Steps ran in the order of Params.Streams.
+			if i < len(asked) && st.Streams == p.Streams[i] {
+				st.Requested = asked[i]
+			}
+			st.Capped = st.Streams < st.Requested
+		}
+	}
+	if len(p.StreamsCapped) > 0 {
+		p.Streams, p.StreamsCapped = asked, nil
+	}
 }
 
 func readMachine() machine {
