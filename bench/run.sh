@@ -70,8 +70,8 @@ version=$(git describe --always --dirty 2>/dev/null || echo dev)
 go build -ldflags "-X main.version=$version" -o "$cache/bin/crosslogic" ./cmd/crosslogic
 go build -o "$cache/bin/proxybench" ./bench/cmd/proxybench
 
-# 4. Open files: a single-process proxy holds two sockets per stream.
-# proxybench caps the stream counts to what the limit allows and says so.
+# 4. Open files: a proxy holds a socket or two per stream. proxybench
+# runs each contender at what the limit allows it and says so.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 args=(-crosslogic "$cache/bin/crosslogic" -portkey "$pk" -work "$cache/run")
