@@ -278,14 +278,19 @@ func (s *Server) Serve(ctx context.Context, public, agents net.Listener) error {
 			"ca_fingerprint", s.Fingerprint())
 	}
 
+	const idle = 120 * time.Second
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		IdleTimeout:       idle,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	// Streams leave the server while they run (see gateway.Listener) and
+	// come back through this listener when they end.
+	ln := gateway.NewListener(public, idle)
+	s.gateway.DetachStreams(ln)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(public) }()
+	go func() { errc <- srv.Serve(ln) }()
 	s.log.Info("serving", "addr", public.Addr().String(), "nodes", len(s.registry.Nodes()),
 		"admin_api", s.cfg.AdminToken != "")
 
@@ -299,9 +304,15 @@ func (s *Server) Serve(ctx context.Context, public, agents net.Listener) error {
 	s.gateway.Drain()
 	drainCtx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 	defer cancel()
-	if err := srv.Shutdown(drainCtx); err != nil {
-		s.log.Warn("drain timed out; closing connections", "error", err)
+	err := srv.Shutdown(drainCtx)
+	if err == nil {
+		err = ln.Wait(drainCtx) // streams the server no longer tracks
+	}
+	if err != nil {
+		s.log.Warn("drain timed out; closing connections", "error", err,
+			"streams", ln.Streams())
 		srv.Close()
+		ln.CloseStreams()
 	}
 	if s.OnDrained != nil {
 		// The agent API is still open, so agents stopping now can still

@@ -86,8 +86,14 @@ func newFleet(t *testing.T, o fleetOptions) *fleet {
 	}
 	gw := gateway.New(gateway.Options{Config: o.config, Keys: keys, Registry: f.registry,
 		Policy: policy, Now: o.now, Metrics: gateway.NewMetrics(f.metrics)})
-	srv := httptest.NewServer(gw)
+	// Streams are detached from the server, as in production.
+	srv := httptest.NewUnstartedServer(gw)
+	ln := gateway.NewListener(srv.Listener, time.Minute)
+	srv.Listener = ln
+	gw.DetachStreams(ln)
+	srv.Start()
 	t.Cleanup(func() {
+		ln.CloseStreams()
 		srv.CloseClientConnections()
 		srv.Close()
 	})

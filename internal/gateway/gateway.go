@@ -20,7 +20,6 @@
 package gateway
 
 import (
-	"context"
 	"crypto/tls"
 	"log/slog"
 	"net"
@@ -161,6 +160,7 @@ type Gateway struct {
 	started   time.Time
 
 	draining atomic.Bool
+	detach   atomic.Pointer[Listener] // see DetachStreams
 	budget   retryBudget
 	metrics  *Metrics
 }
@@ -350,10 +350,4 @@ func bearer(h string) (string, bool) {
 		tok = tok[1:]
 	}
 	return tok, tok != ""
-}
-
-// clientGone reports whether the request failed because the client went
-// away, which is never the node's fault.
-func clientGone(r *http.Request) bool {
-	return r.Context().Err() == context.Canceled
 }

@@ -45,6 +45,23 @@ type exchange struct {
 	node      *registry.Node   // the node of the current attempt
 	retries   int
 	failovers int
+	// For a stream that may be detached from net/http (see detach.go):
+	// handoff takes the handler's release, unlink undoes the tie between
+	// the client's context and ctx, and detached is the stream's writer
+	// once detached, which w then is too.
+	handoff  chan any
+	unlink   func() bool
+	detached *detachedStream
+}
+
+// clientGone reports whether the client went away, which is never the
+// node's fault: its context says so until the stream is detached, its
+// connection after.
+func (x *exchange) clientGone() bool {
+	if x.detached != nil {
+		return x.detached.err != nil
+	}
+	return x.r.Context().Err() == context.Canceled
 }
 
 // serveInference handles the three POST endpoints that run a model.
@@ -102,30 +119,38 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 		failover: !g.cfg.DisableFailover && r.Header.Get("X-CrossLogic-Failover") != "off"}
 	x.exclude = x.tried[:0]
 	x.affinity = g.affinity(r, body)
+	if fields.Stream && g.mayDetach(r) {
+		g.serveDetachable(x, start)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), x.timeouts.Total)
 	defer cancel()
 	x.ctx = ctx
 	g.budget.request()
+	g.logRequest(x, g.proxy(x), start)
+}
 
-	status := g.proxy(x)
-
-	if g.log.Enabled(r.Context(), slog.LevelDebug) {
-		nodeID := ""
-		if x.node != nil {
-			nodeID = x.node.ID
-		}
-		g.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
-			slog.String("request_id", requestID),
-			slog.String("key_id", key.ID),
-			slog.String("model", pool.Model),
-			slog.String("node_id", nodeID),
-			slog.String("path", r.URL.Path),
-			slog.Bool("stream", fields.Stream),
-			slog.Int("status", status),
-			slog.Int("retries", x.retries),
-			slog.Int("failovers", x.failovers),
-			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1e3))
+// logRequest logs a finished request at Debug.
+func (g *Gateway) logRequest(x *exchange, status int, start time.Time) {
+	ctx := context.Background() // the client's may be over
+	if !g.log.Enabled(ctx, slog.LevelDebug) {
+		return
 	}
+	nodeID := ""
+	if x.node != nil {
+		nodeID = x.node.ID
+	}
+	g.log.LogAttrs(ctx, slog.LevelDebug, "request",
+		slog.String("request_id", x.requestID),
+		slog.String("key_id", x.key.ID),
+		slog.String("model", x.pool.Model),
+		slog.String("node_id", nodeID),
+		slog.String("path", x.r.URL.Path),
+		slog.Bool("stream", x.fields.Stream),
+		slog.Int("status", status),
+		slog.Int("retries", x.retries),
+		slog.Int("failovers", x.failovers),
+		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1e3))
 }
 
 // affinitySeed keys the affinity hash; fixed per process, which is all
@@ -217,7 +242,7 @@ func (g *Gateway) proxy(x *exchange) int {
 		if err == nil {
 			return status
 		}
-		if clientGone(x.r) {
+		if x.clientGone() {
 			return statusClientClosed
 		}
 		var before *errBeforeFirstByte
@@ -379,7 +404,7 @@ func (g *Gateway) relay(x *exchange, node *registry.Node, resp *http.Response,
 
 	n, err := io.ReadAtLeast(resp.Body, buf, 1)
 	if err != nil && !errors.Is(err, io.EOF) {
-		if clientGone(x.r) {
+		if x.clientGone() {
 			return statusClientClosed, nil
 		}
 		g.nodeFailed(x, node, err)
@@ -398,7 +423,7 @@ func (g *Gateway) relay(x *exchange, node *registry.Node, resp *http.Response,
 		return resp.StatusCode, nil
 	}
 	if _, err := io.CopyBuffer(writerOnly{x.w}, resp.Body, buf); err != nil {
-		if clientGone(x.r) {
+		if x.clientGone() {
 			return statusClientClosed, nil
 		}
 		// The status line is out: the only honest signal left is to
@@ -428,7 +453,7 @@ func (g *Gateway) nodeAnswered(x *exchange, node *registry.Node, status int) {
 // nodeFailed records a failure of node for outlier detection. A failure
 // caused by the client going away is not the node's and is not counted.
 func (g *Gateway) nodeFailed(x *exchange, node *registry.Node, err error) {
-	if clientGone(x.r) {
+	if x.clientGone() {
 		return
 	}
 	if until, ejected := node.Failed(g.now(), g.cfg.Outlier); ejected {

@@ -109,7 +109,12 @@ func (g *Gateway) pump(x *exchange, st *streamState, resp *http.Response,
 				if out := st.observe(data[:end]); out != nil {
 					if !st.headersSent {
 						copyResponseHeader(x.w.Header(), resp.Header)
-						x.w.WriteHeader(resp.StatusCode)
+						if d := g.detachStream(x, resp.StatusCode); d != nil {
+							x.w, x.detached = d, d
+							rc = http.NewResponseController(d)
+						} else {
+							x.w.WriteHeader(resp.StatusCode)
+						}
 						st.headersSent = true
 					}
 					if _, werr := x.w.Write(out); werr != nil {
@@ -129,7 +134,7 @@ func (g *Gateway) pump(x *exchange, st *streamState, resp *http.Response,
 		switch {
 		case err == nil:
 			continue
-		case clientGone(x.r):
+		case x.clientGone():
 			return pumpClientGone, err
 		case idled.Load():
 			return pumpBroken, errIdle
@@ -314,7 +319,7 @@ func (g *Gateway) continueOn(x *exchange, st *streamState, node *registry.Node,
 	body []byte) (pumpResult, error) {
 	resp, cancel, err := g.send(x, node, body)
 	if err != nil {
-		if clientGone(x.r) {
+		if x.clientGone() {
 			return pumpClientGone, err
 		}
 		return pumpBroken, err

@@ -139,3 +139,8 @@ func validValue(s string) bool {
 	}
 	return true
 }
+
+// ValidHeader reports whether a header with name k and value v may be
+// written on an HTTP/1.1 connection: a token for a name, and no control
+// character but tab in the value.
+func ValidHeader(k, v string) bool { return validToken(k) && validValue(v) }

@@ -1,0 +1,369 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/crosslogic/crosslogic/internal/upstream"
+)
+
+// Streams detached from net/http.
+//
+// While a handler runs, net/http's server holds, for its connection, the
+// handler's goroutine with the server's frames beneath it, a goroutine
+// reading ahead for the client going away, a 4 KiB reader, a 4 KiB
+// writer and a 2 KiB chunking buffer: more than 30 KiB that an open
+// stream keeps for the minutes it waits on tokens. With ten thousand
+// streams open, that is most of the gateway's memory.
+//
+// So a stream of an HTTP/1.1 client is relayed on a goroutine of its own
+// from the start, while the handler waits. Once its status line is due,
+// the relay takes the connection from the server (http.Hijacker), writes
+// the head and every event as a chunk itself, and lets the handler
+// return, which frees all of the above. When the stream has ended, the
+// connection goes back to the server through the Listener the server
+// accepts from, and the client's keep-alive connection carries on as if
+// the server had kept it. A client that goes away is noticed at the next
+// event written, at most one token later. Streams that end before their
+// status line (errors, retries exhausted) are answered through net/http
+// as any other request.
+
+// DefaultReturnIdleTimeout is how long a connection given back after a
+// stream may wait for the client's next request, when NewListener is
+// given no timeout.
+const DefaultReturnIdleTimeout = 120 * time.Second
+
+// Listener is the public listener of a server whose gateway detaches
+// streams: it accepts new connections and, besides, hands the server the
+// connections of finished streams.
+type Listener struct {
+	net.Listener
+	idle time.Duration
+
+	accepted chan accepted
+	back     chan net.Conn
+	done     chan struct{}
+	close    sync.Once
+
+	streams sync.Map // *detachedStream → struct{}: running streams
+	running atomic.Int64
+}
+
+type accepted struct {
+	c   net.Conn
+	err error
+}
+
+// NewListener wraps l. A connection given back after a stream is closed
+// when its client sends nothing for idle; zero means
+// DefaultReturnIdleTimeout. The server's own IdleTimeout should be the
+// same.
+func NewListener(l net.Listener, idle time.Duration) *Listener {
+	if idle <= 0 {
+		idle = DefaultReturnIdleTimeout
+	}
+	dl := &Listener{Listener: l, idle: idle, accepted: make(chan accepted),
+		back: make(chan net.Conn), done: make(chan struct{})}
+	go dl.acceptLoop()
+	return dl
+}
+
+func (l *Listener) acceptLoop() {
+	for {
+		c, err := l.Listener.Accept()
+		select {
+		case l.accepted <- accepted{c, err}:
+		case <-l.done:
+			if c != nil {
+				_ = c.Close()
+			}
+			return
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+	}
+}
+
+// Accept returns the next new or given-back connection.
+func (l *Listener) Accept() (net.Conn, error) {
+	select {
+	case a := <-l.accepted:
+		return a.c, a.err
+	case c := <-l.back:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting. Connections given back later are closed; the
+// streams running are not affected (see Wait and CloseStreams).
+func (l *Listener) Close() error {
+	err := net.ErrClosed
+	l.close.Do(func() {
+		close(l.done)
+		err = l.Listener.Close()
+	})
+	return err
+}
+
+// Streams returns how many detached streams are running.
+func (l *Listener) Streams() int { return int(l.running.Load()) }
+
+// Wait returns once no detached stream is running, or with ctx's error.
+// The server's Shutdown does not wait for them, as it no longer knows
+// their connections.
+func (l *Listener) Wait(ctx context.Context) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for l.running.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// CloseStreams closes the connections of the running streams; their
+// relays end at their next write.
+func (l *Listener) CloseStreams() {
+	l.streams.Range(func(k, _ any) bool {
+		_ = k.(*detachedStream).conn.Close()
+		return true
+	})
+}
+
+// giveBack hands c, with the bytes of a next request already read, to
+// the server. Without such bytes, it first waits for the client to send
+// some, as the server would wait on a kept-alive connection.
+func (l *Listener) giveBack(c net.Conn, rest []byte) {
+	if len(rest) > 0 {
+		l.deliver(&replayConn{Conn: c, rest: rest})
+		return
+	}
+	go func() {
+		var b [1]byte
+		_ = c.SetReadDeadline(time.Now().Add(l.idle))
+		n, err := c.Read(b[:])
+		if err != nil || n == 0 {
+			_ = c.Close()
+			return
+		}
+		_ = c.SetReadDeadline(time.Time{})
+		l.deliver(&replayConn{Conn: c, rest: []byte{b[0]}})
+	}()
+}
+
+func (l *Listener) deliver(c net.Conn) {
+	select {
+	case l.back <- c:
+	case <-l.done:
+		_ = c.Close()
+	}
+}
+
+// replayConn is a connection whose first bytes were read already.
+type replayConn struct {
+	net.Conn
+	rest []byte
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.rest) > 0 {
+		n := copy(p, c.rest)
+		c.rest = c.rest[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// DetachStreams makes the gateway detach the streams of HTTP/1.1
+// clients from the server that accepts from l. Call it before serving.
+func (g *Gateway) DetachStreams(l *Listener) { g.detach.Store(l) }
+
+// detachedStream is the ResponseWriter of a stream once detached: every
+// Write is sent at once as one chunk.
+type detachedStream struct {
+	l      *Listener
+	conn   net.Conn
+	rest   []byte // bytes of the client's next request, read by the server
+	header http.Header
+	buf    []byte
+	err    error // the first write error; the connection is then closed
+}
+
+// mayDetach reports whether a stream for r may be detached: the gateway
+// serves through a Listener, and r comes from an HTTP/1.1 client that
+// keeps its connection.
+func (g *Gateway) mayDetach(r *http.Request) bool {
+	return g.detach.Load() != nil && r.ProtoMajor == 1 && r.ProtoMinor >= 1 && !r.Close
+}
+
+// serveDetachable serves a stream that may be detached: the exchange runs
+// on a goroutine of its own, and the handler returns when the stream is
+// detached or, if it never is, when the exchange is over.
+func (g *Gateway) serveDetachable(x *exchange, start time.Time) {
+	// The exchange may outlive the handler, whose context net/http
+	// cancels on return: its context is tied to the client's only until
+	// the stream is detached.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()),
+		x.timeouts.Total)
+	x.ctx = ctx
+	x.unlink = context.AfterFunc(x.r.Context(), cancel)
+	x.handoff = make(chan any, 1)
+	g.budget.request()
+	go func() {
+		defer cancel()
+		defer func() {
+			p := recover()
+			if x.detached == nil {
+				x.handoff <- p // the handler returns, or panics with p
+				return
+			}
+			if p != nil {
+				if p != http.ErrAbortHandler {
+					g.log.Error("stream relay panicked", "request_id", x.requestID,
+						"panic", p, "stack", string(debug.Stack()))
+				}
+				x.detached.err = errRelayAborted
+			}
+			x.detached.finish()
+		}()
+		g.logRequest(x, g.proxy(x), start)
+	}()
+	if p := <-x.handoff; p != nil {
+		panic(p) // as net/http would have seen it: the connection is cut
+	}
+}
+
+// errRelayAborted ends a detached stream whose relay panicked.
+var errRelayAborted = errors.New("gateway: stream relay aborted")
+
+// detachStream takes the connection of x's client and writes the head of
+// a chunked answer with status and w's headers, then releases the
+// handler. It returns nil when the stream cannot be detached, and x.w is
+// then untouched.
+func (g *Gateway) detachStream(x *exchange, status int) *detachedStream {
+	l := g.detach.Load()
+	if l == nil || x.handoff == nil {
+		return nil
+	}
+	conn, rw, err := http.NewResponseController(x.w).Hijack()
+	if err != nil {
+		return nil // not an HTTP/1 connection of net/http's
+	}
+	// From here the client is watched through its connection, and the
+	// handler may return. The request's body reader, which the relay no
+	// longer needs, holds the server's connection state and buffers:
+	// the exchange keeps a copy of the request without it.
+	x.unlink()
+	x.r = detachedRequest(x.r)
+	defer func() { x.handoff <- nil }()
+	d := &detachedStream{l: l, conn: conn, header: x.w.Header(),
+		buf: make([]byte, 0, 512)}
+	// A client may have sent its next request already; those bytes must
+	// reach the server with the connection.
+	if n := rw.Reader.Buffered(); n > 0 {
+		b, _ := rw.Reader.Peek(n)
+		d.rest = append([]byte(nil), b...)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	l.streams.Store(d, struct{}{})
+	l.running.Add(1)
+
+	b := d.buf[:0]
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(status)...)
+	b = append(b, "\r\n"...)
+	for k, vv := range d.header {
+		if k == "Content-Length" || k == "Transfer-Encoding" || k == "Date" {
+			continue
+		}
+		for _, v := range vv {
+			if !upstream.ValidHeader(k, v) {
+				continue
+			}
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	b = append(b, "Date: "...)
+	b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
+	b = append(b, "\r\nTransfer-Encoding: chunked\r\n\r\n"...)
+	d.buf = b[:0]
+	if _, err := conn.Write(b); err != nil {
+		d.err = err
+	}
+	return d
+}
+
+// detachedRequest is what a detached stream keeps of r: what a
+// continuation on another node is built from.
+func detachedRequest(r *http.Request) *http.Request {
+	return &http.Request{Method: r.Method, URL: r.URL, Proto: r.Proto,
+		ProtoMajor: r.ProtoMajor, ProtoMinor: r.ProtoMinor, Header: r.Header,
+		Host: r.Host, RemoteAddr: r.RemoteAddr, RequestURI: r.RequestURI}
+}
+
+// Header returns the headers sent with the head; changing them has no
+// effect any more.
+func (d *detachedStream) Header() http.Header { return d.header }
+
+// WriteHeader does nothing: the head is out.
+func (d *detachedStream) WriteHeader(int) {}
+
+// Write sends p as one chunk.
+func (d *detachedStream) Write(p []byte) (int, error) {
+	if d.err != nil {
+		return 0, d.err
+	}
+	if len(p) == 0 {
+		return 0, nil // an empty chunk would end the answer
+	}
+	b := strconv.AppendInt(d.buf[:0], int64(len(p)), 16)
+	b = append(b, "\r\n"...)
+	b = append(b, p...)
+	b = append(b, "\r\n"...)
+	if cap(b) <= 4<<10 {
+		d.buf = b[:0]
+	}
+	if _, err := d.conn.Write(b); err != nil {
+		d.err = err
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// FlushError reports the write error, if any: writes are not buffered.
+func (d *detachedStream) FlushError() error { return d.err }
+
+// finish ends the chunked answer and gives the connection back, or
+// closes it after a write error.
+func (d *detachedStream) finish() {
+	defer func() {
+		d.l.streams.Delete(d)
+		d.l.running.Add(-1)
+	}()
+	if d.err == nil {
+		_, d.err = d.conn.Write([]byte("0\r\n\r\n"))
+	}
+	if d.err != nil {
+		_ = d.conn.Close()
+		return
+	}
+	d.l.giveBack(d.conn, d.rest)
+}
