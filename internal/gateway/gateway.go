@@ -256,6 +256,11 @@ func NewStreamTransport(cfg Config, tlsConfig *tls.Config) *http.Transport {
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
 		IdleConnTimeout:       90 * time.Second,
 		DisableCompression:    true,
+		// For HTTP/2 this bounds the connections being dialled at once,
+		// not the total: without it, every stream that finds no free
+		// connection dials its own, and a burst of streams opens, and
+		// then closes, thousands.
+		MaxConnsPerHost: 1,
 		HTTP2: &http.HTTP2Config{
 			SendPingTimeout: 30 * time.Second,
 			PingTimeout:     15 * time.Second,
