@@ -23,17 +23,17 @@ import (
 // stream keeps for the minutes it waits on tokens. With ten thousand
 // streams open, that is most of the gateway's memory.
 //
-// So a stream of an HTTP/1.1 client is relayed on a goroutine of its own
-// from the start, while the handler waits. Once its status line is due,
-// the relay takes the connection from the server (http.Hijacker), writes
-// the head and every event as a chunk itself, and lets the handler
-// return, which frees all of the above. When the stream has ended, the
-// connection goes back to the server through the Listener the server
-// accepts from, and the client's keep-alive connection carries on as if
-// the server had kept it. A client that goes away is noticed at the next
-// event written, at most one token later. Streams that end before their
-// status line (errors, retries exhausted) are answered through net/http
-// as any other request.
+// So a stream request of an HTTP/1.1 client that keeps its connection is
+// taken from the server (http.Hijacker) as soon as it is read and found
+// valid, and relayed on a goroutine of its own: the handler returns,
+// which frees all of the above. The relay writes the answer itself,
+// chunked, an SSE stream or an error alike; until the first event, a
+// small watcher reads the connection to notice a client that leaves
+// while the node prepares its answer, as net/http would; after it, a
+// client that leaves is noticed at the next event written, at most one
+// token later. When the answer is over, the connection goes back to the
+// server through the Listener the server accepts from, and the client's
+// keep-alive connection carries on as if the server had kept it.
 
 // DefaultReturnIdleTimeout is how long a connection given back after a
 // stream may wait for the client's next request, when NewListener is
@@ -191,17 +191,6 @@ func (c *replayConn) Read(p []byte) (int, error) {
 // clients from the server that accepts from l. Call it before serving.
 func (g *Gateway) DetachStreams(l *Listener) { g.detach.Store(l) }
 
-// detachedStream is the ResponseWriter of a stream once detached: every
-// Write is sent at once as one chunk.
-type detachedStream struct {
-	l      *Listener
-	conn   net.Conn
-	rest   []byte // bytes of the client's next request, read by the server
-	header http.Header
-	buf    []byte
-	err    error // the first write error; the connection is then closed
-}
-
 // mayDetach reports whether a stream for r may be detached: the gateway
 // serves through a Listener, and r comes from an HTTP/1.1 client that
 // keeps its connection.
@@ -209,68 +198,17 @@ func (g *Gateway) mayDetach(r *http.Request) bool {
 	return g.detach.Load() != nil && r.ProtoMajor == 1 && r.ProtoMinor >= 1 && !r.Close
 }
 
-// serveDetachable serves a stream that may be detached: the exchange runs
-// on a goroutine of its own, and the handler returns when the stream is
-// detached or, if it never is, when the exchange is over.
-func (g *Gateway) serveDetachable(x *exchange, start time.Time) {
-	// The exchange may outlive the handler, whose context net/http
-	// cancels on return: its context is tied to the client's only until
-	// the stream is detached.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()),
-		x.timeouts.Total)
-	x.ctx = ctx
-	x.unlink = context.AfterFunc(x.r.Context(), cancel)
-	x.handoff = make(chan any, 1)
-	g.budget.request()
-	go func() {
-		defer cancel()
-		defer func() {
-			p := recover()
-			if x.detached == nil {
-				x.handoff <- p // the handler returns, or panics with p
-				return
-			}
-			if p != nil {
-				if p != http.ErrAbortHandler {
-					g.log.Error("stream relay panicked", "request_id", x.requestID,
-						"panic", p, "stack", string(debug.Stack()))
-				}
-				x.detached.err = errRelayAborted
-			}
-			x.detached.finish()
-		}()
-		g.logRequest(x, g.proxy(x), start)
-	}()
-	if p := <-x.handoff; p != nil {
-		panic(p) // as net/http would have seen it: the connection is cut
-	}
-}
-
-// errRelayAborted ends a detached stream whose relay panicked.
-var errRelayAborted = errors.New("gateway: stream relay aborted")
-
-// detachStream takes the connection of x's client and writes the head of
-// a chunked answer with status and w's headers, then releases the
-// handler. It returns nil when the stream cannot be detached, and x.w is
-// then untouched.
-func (g *Gateway) detachStream(x *exchange, status int) *detachedStream {
+// serveDetached takes x's connection from the server and relays the
+// stream on a goroutine of its own. It reports false, having changed
+// nothing, when the connection cannot be taken.
+func (g *Gateway) serveDetached(x *exchange, start time.Time) bool {
 	l := g.detach.Load()
-	if l == nil || x.handoff == nil {
-		return nil
-	}
 	conn, rw, err := http.NewResponseController(x.w).Hijack()
 	if err != nil {
-		return nil // not an HTTP/1 connection of net/http's
+		return false // not an HTTP/1 connection of net/http's
 	}
-	// From here the client is watched through its connection, and the
-	// handler may return. The request's body reader, which the relay no
-	// longer needs, holds the server's connection state and buffers:
-	// the exchange keeps a copy of the request without it.
-	x.unlink()
-	x.r = detachedRequest(x.r)
-	defer func() { x.handoff <- nil }()
-	d := &detachedStream{l: l, conn: conn, header: x.w.Header(),
-		buf: make([]byte, 0, 512)}
+	d := &detachedStream{l: l, conn: conn, header: x.w.Header().Clone(),
+		buf: make([]byte, 0, 512), watchDone: make(chan struct{})}
 	// A client may have sent its next request already; those bytes must
 	// reach the server with the connection.
 	if n := rw.Reader.Buffered(); n > 0 {
@@ -281,14 +219,134 @@ func (g *Gateway) detachStream(x *exchange, status int) *detachedStream {
 	l.streams.Store(d, struct{}{})
 	l.running.Add(1)
 
+	// The exchange outlives the handler, whose context net/http cancels
+	// on return; the watcher stands in for it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.r.Context()),
+		x.timeouts.Total)
+	x.ctx, x.w, x.detached = ctx, d, d
+	// The request's body reader holds the server's connection state and
+	// buffers; the relay needs none of it.
+	x.r = detachedRequest(x.r)
+	g.budget.request()
+	d.watching.Store(true)
+	go d.watch(cancel)
+	go func() {
+		defer cancel()
+		defer func() {
+			if p := recover(); p != nil {
+				if p != http.ErrAbortHandler {
+					g.log.Error("stream relay panicked", "request_id", x.requestID,
+						"panic", p, "stack", string(debug.Stack()))
+				}
+				d.fail(errRelayAborted)
+			}
+			d.finish()
+		}()
+		g.logRequest(x, g.proxy(x), start)
+	}()
+	return true
+}
+
+// errRelayAborted ends a detached stream whose relay panicked: the
+// connection is closed so the client cannot take a cut answer for whole.
+var errRelayAborted = errors.New("gateway: stream relay aborted")
+
+// errClientGone is the cause of a detached exchange whose client left.
+var errClientGone = errors.New("gateway: client went away")
+
+// detachedRequest is what a detached stream keeps of r: what a
+// continuation on another node is built from.
+func detachedRequest(r *http.Request) *http.Request {
+	return &http.Request{Method: r.Method, URL: r.URL, Proto: r.Proto,
+		ProtoMajor: r.ProtoMajor, ProtoMinor: r.ProtoMinor, Header: r.Header,
+		Host: r.Host, RemoteAddr: r.RemoteAddr, RequestURI: r.RequestURI}
+}
+
+// detachedStream is the ResponseWriter of a detached answer. The head goes
+// out with the first Write, and every Write at once as one chunk.
+type detachedStream struct {
+	l      *Listener
+	conn   net.Conn
+	rest   []byte // bytes of the client's next request, read already
+	header http.Header
+	status int
+	head   bool // the head is out
+	buf    []byte
+	err    error // the first write error; the connection is then closed
+
+	gone      atomic.Bool   // the watcher saw the client leave
+	watching  atomic.Bool   // the watcher is to keep reading
+	watchDone chan struct{} // closed when the watcher has returned
+}
+
+// watch reads the client's connection until the first event is written
+// (stopWatch), to tell a client that leaves; cancel then ends the
+// exchange. A byte that arrives meanwhile is the start of the client's
+// next request, and is kept for the server.
+func (d *detachedStream) watch(cancel context.CancelFunc) {
+	defer close(d.watchDone)
+	var b [1]byte
+	n, err := d.conn.Read(b[:])
+	switch {
+	case n == 1:
+		d.rest = append(d.rest, b[0])
+	case err != nil && d.watching.Load():
+		d.gone.Store(true)
+		cancel()
+	}
+}
+
+// stopWatch stops the watcher and waits for it, so that the relay owns
+// the connection's reads again.
+func (d *detachedStream) stopWatch() {
+	if !d.watching.Swap(false) {
+		<-d.watchDone
+		return
+	}
+	_ = d.conn.SetReadDeadline(aLongTimeAgo)
+	<-d.watchDone
+	_ = d.conn.SetReadDeadline(time.Time{})
+}
+
+// aLongTimeAgo is a deadline that makes a blocked read return at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// clientGone reports whether the client of a detached stream left.
+func (d *detachedStream) clientGone() bool { return d.gone.Load() || d.err != nil }
+
+// fail records err as the stream's end: the connection is closed.
+func (d *detachedStream) fail(err error) {
+	if d.err == nil {
+		d.err = err
+	}
+}
+
+// Header returns the headers of the answer; they are sent with the head.
+func (d *detachedStream) Header() http.Header { return d.header }
+
+// WriteHeader sets the status of the head, sent with the first Write.
+func (d *detachedStream) WriteHeader(status int) {
+	if !d.head && d.status == 0 && status >= 200 {
+		d.status = status
+	}
+}
+
+// writeHead sends the status line and headers of a chunked answer.
+func (d *detachedStream) writeHead() error {
+	d.stopWatch()
+	d.head = true
+	if d.status == 0 {
+		d.status = http.StatusOK
+	}
 	b := d.buf[:0]
 	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(status), 10)
+	b = strconv.AppendInt(b, int64(d.status), 10)
 	b = append(b, ' ')
-	b = append(b, http.StatusText(status)...)
+	b = append(b, http.StatusText(d.status)...)
 	b = append(b, "\r\n"...)
 	for k, vv := range d.header {
-		if k == "Content-Length" || k == "Transfer-Encoding" || k == "Date" {
+		if k == "Content-Length" || k == "Transfer-Encoding" || k == "Date" ||
+			k == "Connection" {
 			continue
 		}
 		for _, v := range vv {
@@ -304,32 +362,28 @@ func (g *Gateway) detachStream(x *exchange, status int) *detachedStream {
 	b = append(b, "Date: "...)
 	b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
 	b = append(b, "\r\nTransfer-Encoding: chunked\r\n\r\n"...)
-	d.buf = b[:0]
-	if _, err := conn.Write(b); err != nil {
-		d.err = err
+	d.keep(b)
+	_, err := d.conn.Write(b)
+	return err
+}
+
+// keep keeps b's array for the next chunk unless it grew large.
+func (d *detachedStream) keep(b []byte) {
+	if cap(b) <= 4<<10 {
+		d.buf = b[:0]
 	}
-	return d
 }
 
-// detachedRequest is what a detached stream keeps of r: what a
-// continuation on another node is built from.
-func detachedRequest(r *http.Request) *http.Request {
-	return &http.Request{Method: r.Method, URL: r.URL, Proto: r.Proto,
-		ProtoMajor: r.ProtoMajor, ProtoMinor: r.ProtoMinor, Header: r.Header,
-		Host: r.Host, RemoteAddr: r.RemoteAddr, RequestURI: r.RequestURI}
-}
-
-// Header returns the headers sent with the head; changing them has no
-// effect any more.
-func (d *detachedStream) Header() http.Header { return d.header }
-
-// WriteHeader does nothing: the head is out.
-func (d *detachedStream) WriteHeader(int) {}
-
-// Write sends p as one chunk.
+// Write sends p as one chunk, after the head if it is not out yet.
 func (d *detachedStream) Write(p []byte) (int, error) {
 	if d.err != nil {
 		return 0, d.err
+	}
+	if !d.head {
+		if err := d.writeHead(); err != nil {
+			d.err = err
+			return 0, err
+		}
 	}
 	if len(p) == 0 {
 		return 0, nil // an empty chunk would end the answer
@@ -338,9 +392,7 @@ func (d *detachedStream) Write(p []byte) (int, error) {
 	b = append(b, "\r\n"...)
 	b = append(b, p...)
 	b = append(b, "\r\n"...)
-	if cap(b) <= 4<<10 {
-		d.buf = b[:0]
-	}
+	d.keep(b)
 	if _, err := d.conn.Write(b); err != nil {
 		d.err = err
 		return 0, err
@@ -352,16 +404,20 @@ func (d *detachedStream) Write(p []byte) (int, error) {
 func (d *detachedStream) FlushError() error { return d.err }
 
 // finish ends the chunked answer and gives the connection back, or
-// closes it after a write error.
+// closes it when the answer could not be sent whole.
 func (d *detachedStream) finish() {
 	defer func() {
 		d.l.streams.Delete(d)
 		d.l.running.Add(-1)
 	}()
-	if d.err == nil {
+	if !d.head && d.err == nil && !d.gone.Load() {
+		d.err = d.writeHead()
+	}
+	d.stopWatch()
+	if d.err == nil && !d.gone.Load() {
 		_, d.err = d.conn.Write([]byte("0\r\n\r\n"))
 	}
-	if d.err != nil {
+	if d.err != nil || d.gone.Load() {
 		_ = d.conn.Close()
 		return
 	}

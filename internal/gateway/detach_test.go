@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/crosslogic/crosslogic/internal/gateway"
+	"github.com/crosslogic/crosslogic/internal/registry"
 	"github.com/crosslogic/crosslogic/internal/sim"
 )
 
@@ -259,4 +260,56 @@ func rawRequest(f *fixture, body, extra string) string {
 	return fmt.Sprintf("POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n"+
 		"Authorization: Bearer %s\r\nContent-Type: application/json\r\n%s"+
 		"Content-Length: %d\r\n\r\n%s", f.key, extra, len(body), body)
+}
+
+// TestDetachedClientGoneBeforeFirstToken: a client that leaves while the
+// node has not answered yet cancels the engine's request at once, not at
+// the first token.
+func TestDetachedClientGoneBeforeFirstToken(t *testing.T) {
+	f, ln := detachFixture(t, sim.Config{TimeToFirstToken: time.Minute}, time.Minute)
+	conn := dialGateway(t, f)
+	if _, err := io.WriteString(conn, rawRequest(f, streamBody, "")); err != nil {
+		t.Fatal(err)
+	}
+	engine := f.engines["node-b1"]
+	waitFor(t, func() bool { return engine.Stats().Running == 1 && ln.Streams() == 1 },
+		"the stream to reach the engine")
+	conn.Close()
+	waitFor(t, func() bool { return engine.Stats().Cancelled == 1 && ln.Streams() == 0 },
+		"the engine's request cancelled before its first token")
+}
+
+// TestDetachedErrorAnswer: a detached stream that no node can serve is
+// answered with OpenAI's error shape and its status, and the connection
+// carries the client's next request.
+func TestDetachedErrorAnswer(t *testing.T) {
+	f, _ := detachFixture(t, sim.Config{TimeBetweenTokens: time.Millisecond}, time.Minute)
+	f.addReadyNode(t, registry.Spec{ID: "node-dead", Endpoint: "http://127.0.0.1:1",
+		Models: []string{"model-dead"}})
+	conn := dialGateway(t, f)
+	body := `{"model":"model-dead","stream":true,"messages":[{"role":"user","content":"x"}]}`
+	if _, err := io.WriteString(conn, rawRequest(f, body, "")); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("X-Request-Id") == "" {
+		t.Fatalf("status %d, headers %v; want 502 with X-Request-Id", resp.StatusCode,
+			resp.Header)
+	}
+	if code := decodeError(t, resp); code == "" {
+		t.Error("error answer without a code")
+	}
+	// The same connection serves the next request.
+	if _, err := io.WriteString(conn, rawRequest(f, streamBody, "")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("next request on the connection: %v", err)
+	}
+	readStream(t, resp.Body)
 }

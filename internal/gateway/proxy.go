@@ -45,12 +45,8 @@ type exchange struct {
 	node      *registry.Node   // the node of the current attempt
 	retries   int
 	failovers int
-	// For a stream that may be detached from net/http (see detach.go):
-	// handoff takes the handler's release, unlink undoes the tie between
-	// the client's context and ctx, and detached is the stream's writer
-	// once detached, which w then is too.
-	handoff  chan any
-	unlink   func() bool
+	// detached is the writer of a stream detached from net/http (see
+	// detach.go), which w then is too.
 	detached *detachedStream
 }
 
@@ -59,7 +55,7 @@ type exchange struct {
 // connection after.
 func (x *exchange) clientGone() bool {
 	if x.detached != nil {
-		return x.detached.err != nil
+		return x.detached.clientGone()
 	}
 	return x.r.Context().Err() == context.Canceled
 }
@@ -119,8 +115,7 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 		failover: !g.cfg.DisableFailover && r.Header.Get("X-CrossLogic-Failover") != "off"}
 	x.exclude = x.tried[:0]
 	x.affinity = g.affinity(r, body)
-	if fields.Stream && g.mayDetach(r) {
-		g.serveDetachable(x, start)
+	if fields.Stream && g.mayDetach(r) && g.serveDetached(x, start) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), x.timeouts.Total)

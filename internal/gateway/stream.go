@@ -109,12 +109,7 @@ func (g *Gateway) pump(x *exchange, st *streamState, resp *http.Response,
 				if out := st.observe(data[:end]); out != nil {
 					if !st.headersSent {
 						copyResponseHeader(x.w.Header(), resp.Header)
-						if d := g.detachStream(x, resp.StatusCode); d != nil {
-							x.w, x.detached = d, d
-							rc = http.NewResponseController(d)
-						} else {
-							x.w.WriteHeader(resp.StatusCode)
-						}
+						x.w.WriteHeader(resp.StatusCode)
 						st.headersSent = true
 					}
 					if _, werr := x.w.Write(out); werr != nil {
