@@ -208,7 +208,7 @@ func (g *Gateway) serveDetached(x *exchange, start time.Time) bool {
 		return false // not an HTTP/1 connection of net/http's
 	}
 	d := &detachedStream{l: l, conn: conn, header: x.w.Header().Clone(),
-		buf: make([]byte, 0, 512), watchDone: make(chan struct{})}
+		watchDone: make(chan struct{})}
 	// A client may have sent its next request already; those bytes must
 	// reach the server with the connection.
 	if n := rw.Reader.Buffered(); n > 0 {
@@ -268,10 +268,9 @@ type detachedStream struct {
 	l      *Listener
 	conn   net.Conn
 	rest   []byte // bytes of the client's next request, read already
-	header http.Header
+	header http.Header // nil once the head is out
 	status int
 	head   bool // the head is out
-	buf    []byte
 	err    error // the first write error; the connection is then closed
 
 	gone      atomic.Bool   // the watcher saw the client leave
@@ -322,7 +321,13 @@ func (d *detachedStream) fail(err error) {
 }
 
 // Header returns the headers of the answer; they are sent with the head.
-func (d *detachedStream) Header() http.Header { return d.header }
+// Once it is out, a new map is returned, whose changes are lost.
+func (d *detachedStream) Header() http.Header {
+	if d.header == nil {
+		return http.Header{}
+	}
+	return d.header
+}
 
 // WriteHeader sets the status of the head, sent with the first Write.
 func (d *detachedStream) WriteHeader(status int) {
@@ -338,7 +343,9 @@ func (d *detachedStream) writeHead() error {
 	if d.status == 0 {
 		d.status = http.StatusOK
 	}
-	b := d.buf[:0]
+	bp := chunkBufPool.Get().(*[]byte)
+	defer putChunkBuf(bp)
+	b := (*bp)[:0]
 	b = append(b, "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(d.status), 10)
 	b = append(b, ' ')
@@ -362,15 +369,19 @@ func (d *detachedStream) writeHead() error {
 	b = append(b, "Date: "...)
 	b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
 	b = append(b, "\r\nTransfer-Encoding: chunked\r\n\r\n"...)
-	d.keep(b)
+	*bp = b
+	d.header = nil // an open stream need not keep it
 	_, err := d.conn.Write(b)
 	return err
 }
 
-// keep keeps b's array for the next chunk unless it grew large.
-func (d *detachedStream) keep(b []byte) {
-	if cap(b) <= 4<<10 {
-		d.buf = b[:0]
+// chunkBufPool holds the buffers heads and chunks are framed in, for as
+// long as one write, so that an open stream holds none while it waits.
+var chunkBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<10); return &b }}
+
+func putChunkBuf(bp *[]byte) {
+	if cap(*bp) <= 16<<10 {
+		chunkBufPool.Put(bp)
 	}
 }
 
@@ -388,11 +399,13 @@ func (d *detachedStream) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil // an empty chunk would end the answer
 	}
-	b := strconv.AppendInt(d.buf[:0], int64(len(p)), 16)
+	bp := chunkBufPool.Get().(*[]byte)
+	defer putChunkBuf(bp)
+	b := strconv.AppendInt((*bp)[:0], int64(len(p)), 16)
 	b = append(b, "\r\n"...)
 	b = append(b, p...)
 	b = append(b, "\r\n"...)
-	d.keep(b)
+	*bp = b
 	if _, err := d.conn.Write(b); err != nil {
 		d.err = err
 		return 0, err

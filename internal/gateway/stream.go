@@ -20,8 +20,9 @@ import (
 // buffer while it waits for the next event, so ten thousand open streams
 // hold ten thousand buffers: they are small, as a chat chunk is a few
 // hundred bytes, where a non-streaming answer gets copyBufPool's 32 KiB.
+// 512 bytes hold one in a single read.
 // A larger event is gathered over several reads.
-var eventBufPool = sync.Pool{New: func() any { b := make([]byte, 1<<10); return &b }}
+var eventBufPool = sync.Pool{New: func() any { b := make([]byte, 512); return &b }}
 
 // streamState is what the gateway knows of a stream it is relaying:
 // enough to continue it on another node if its node dies.
