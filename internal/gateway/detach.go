@@ -267,10 +267,10 @@ func detachedRequest(r *http.Request) *http.Request {
 type detachedStream struct {
 	l      *Listener
 	conn   net.Conn
-	rest   []byte // bytes of the client's next request, read already
+	rest   []byte      // bytes of the client's next request, read already
 	header http.Header // nil once the head is out
 	status int
-	head   bool // the head is out
+	head   bool  // the head is out
 	err    error // the first write error; the connection is then closed
 
 	gone      atomic.Bool   // the watcher saw the client leave
