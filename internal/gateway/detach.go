@@ -295,14 +295,18 @@ func (d *detachedStream) watch(cancel context.CancelFunc) {
 	}
 }
 
-// stopWatch stops the watcher and waits for it, so that the relay owns
-// the connection's reads again.
+// stopWatch tells the watcher to stop and unblocks its read. It does not
+// wait: writes may go on while the read returns; finish waits.
 func (d *detachedStream) stopWatch() {
-	if !d.watching.Swap(false) {
-		<-d.watchDone
-		return
+	if d.watching.Swap(false) {
+		_ = d.conn.SetReadDeadline(aLongTimeAgo)
 	}
-	_ = d.conn.SetReadDeadline(aLongTimeAgo)
+}
+
+// endWatch stops the watcher and waits for it, so that the connection's
+// reads are free again.
+func (d *detachedStream) endWatch() {
+	d.stopWatch()
 	<-d.watchDone
 	_ = d.conn.SetReadDeadline(time.Time{})
 }
@@ -426,7 +430,7 @@ func (d *detachedStream) finish() {
 	if !d.head && d.err == nil && !d.gone.Load() {
 		d.err = d.writeHead()
 	}
-	d.stopWatch()
+	d.endWatch()
 	if d.err == nil && !d.gone.Load() {
 		_, d.err = d.conn.Write([]byte("0\r\n\r\n"))
 	}
