@@ -38,6 +38,9 @@ type fleet struct {
 	log      *slog.Logger
 
 	servers []*http.Server // the gateway and handler nodes
+	// detached are the gateway's listeners, whose streams the servers'
+	// Close does not see.
+	detached []*gateway.Listener
 	sims    []*sim.Running
 }
 
@@ -59,7 +62,8 @@ func newFleet(cfg gateway.Config, concurrency int, log *slog.Logger) (*fleet, er
 	gw := gateway.New(gateway.Options{Config: cfg, Keys: keys, Registry: f.registry,
 		Policy: policy, Logger: log, Metrics: gateway.NewMetrics(f.metrics)})
 
-	url, err := f.serve(gw)
+	// The gateway detaches its streams from the server, as in production.
+	url, err := f.serveDetached(gw)
 	if err != nil {
 		return nil, err
 	}
@@ -74,11 +78,28 @@ func (f *fleet) serve(h http.Handler) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("listen: %w", err)
 	}
+	return f.serveOn(ln, h), nil
+}
+
+// serveDetached serves gw as controlplane.Serve does: through a
+// gateway.Listener, so that streams are detached from the server.
+func (f *fleet) serveDetached(gw *gateway.Gateway) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("listen: %w", err)
+	}
+	dl := gateway.NewListener(ln, time.Minute)
+	gw.DetachStreams(dl)
+	f.detached = append(f.detached, dl)
+	return f.serveOn(dl, gw), nil
+}
+
+func (f *fleet) serveOn(ln net.Listener, h http.Handler) string {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(f.log.Handler(), slog.LevelDebug)}
 	go func() { _ = srv.Serve(ln) }()
 	f.servers = append(f.servers, srv)
-	return "http://" + ln.Addr().String(), nil
+	return "http://" + ln.Addr().String()
 }
 
 // addNode registers a ready node at url.
@@ -134,6 +155,9 @@ func (f *fleet) close() {
 	}
 	for _, s := range f.servers {
 		_ = s.Close()
+	}
+	for _, l := range f.detached {
+		l.CloseStreams()
 	}
 	for _, r := range f.sims {
 		_ = r.Close()
