@@ -139,16 +139,7 @@ func TestDetachedStreamPipelined(t *testing.T) {
 func TestDetachedStreamClientGone(t *testing.T) {
 	f, ln := detachFixture(t, sim.Config{TimeBetweenTokens: 20 * time.Millisecond},
 		time.Minute)
-	conn := dialGateway(t, f)
-	long := strings.Replace(streamBody, `"max_tokens":12`, `"max_tokens":5000`, 1)
-	if _, err := io.WriteString(conn, rawRequest(f, long, "")); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, resp := startLongStream(t, f)
 	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
 		t.Fatal(err)
 	}
@@ -215,16 +206,7 @@ func TestNotDetached(t *testing.T) {
 func TestDetachedStreamsDrain(t *testing.T) {
 	f, ln := detachFixture(t, sim.Config{TimeBetweenTokens: 20 * time.Millisecond},
 		time.Minute)
-	conn := dialGateway(t, f)
-	long := strings.Replace(streamBody, `"max_tokens":12`, `"max_tokens":5000`, 1)
-	if _, err := io.WriteString(conn, rawRequest(f, long, "")); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, resp := startLongStream(t, f)
 	waitFor(t, func() bool { return ln.Streams() == 1 }, "the stream to be detached")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -312,4 +294,20 @@ func TestDetachedErrorAnswer(t *testing.T) {
 		t.Fatalf("next request on the connection: %v", err)
 	}
 	readStream(t, resp.Body)
+}
+
+// startLongStream sends a stream of 5,000 tokens on a raw connection
+// and reads the head of its answer.
+func startLongStream(t *testing.T, f *fixture) (net.Conn, *http.Response) {
+	t.Helper()
+	conn := dialGateway(t, f)
+	long := strings.Replace(streamBody, `"max_tokens":12`, `"max_tokens":5000`, 1)
+	if _, err := io.WriteString(conn, rawRequest(f, long, "")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, resp
 }

@@ -41,7 +41,7 @@ type fleet struct {
 	// detached are the gateway's listeners, whose streams the servers'
 	// Close does not see.
 	detached []*gateway.Listener
-	sims    []*sim.Running
+	sims     []*sim.Running
 }
 
 // newFleet starts a gateway configured with cfg. The balancer is power

@@ -514,16 +514,8 @@ func TestRetryNeedsGetBody(t *testing.T) {
 	get(t, tr, srv.URL())
 	req := newRequest(t, http.MethodPost, srv.URL(), strings.NewReader("once"))
 	req.GetBody = nil
-	if resp, err := tr.RoundTrip(req); err == nil {
-		_ = resp.Body.Close()
-		t.Fatal("RoundTrip succeeded, want an error: the body cannot be sent again")
-	}
-	if n := srv.accepted(t); n != 1 {
-		t.Errorf("server accepted %d connections, want 1", n)
-	}
-	if n := requests.Load(); n != 2 {
-		t.Errorf("server read %d requests, want 2", n)
-	}
+	roundTripFails(t, tr, req, "the body cannot be sent again")
+	wantCounts(t, srv, &requests, 1, 2)
 }
 
 // TestNoRetryOnFreshConnection checks that a new connection that ends
@@ -538,16 +530,8 @@ func TestNoRetryOnFreshConnection(t *testing.T) {
 	tr := newTransport(t, &Transport{})
 
 	req := newRequest(t, http.MethodPost, srv.URL(), strings.NewReader("body"))
-	if resp, err := tr.RoundTrip(req); err == nil {
-		_ = resp.Body.Close()
-		t.Fatal("RoundTrip succeeded, want an error")
-	}
-	if n := srv.accepted(t); n != 1 {
-		t.Errorf("server accepted %d connections, want 1", n)
-	}
-	if n := requests.Load(); n != 1 {
-		t.Errorf("server read %d requests, want 1", n)
-	}
+	roundTripFails(t, tr, req, "a fresh connection is not retried")
+	wantCounts(t, srv, &requests, 1, 1)
 }
 
 // TestRetryOnlyOnce has every request after the first end its connection
@@ -568,16 +552,29 @@ func TestRetryOnlyOnce(t *testing.T) {
 	tr := newTransport(t, &Transport{})
 
 	get(t, tr, srv.URL())
-	resp, err := tr.RoundTrip(newRequest(t, http.MethodGet, srv.URL(), nil))
-	if err == nil {
+	roundTripFails(t, tr, newRequest(t, http.MethodGet, srv.URL(), nil), "retried only once")
+	// One request, then one retried once.
+	wantCounts(t, srv, &requests, 2, 3)
+}
+
+// roundTripFails sends req and fails the test unless RoundTrip errs.
+func roundTripFails(t *testing.T, tr *Transport, req *http.Request, why string) {
+	t.Helper()
+	if resp, err := tr.RoundTrip(req); err == nil {
 		_ = resp.Body.Close()
-		t.Fatal("RoundTrip succeeded, want an error")
+		t.Fatalf("RoundTrip succeeded, want an error: %s", why)
 	}
-	if n := requests.Load(); n != 3 {
-		t.Errorf("server read %d requests, want 3 (one, then one retried once)", n)
+}
+
+// wantCounts checks how many connections srv accepted and how many
+// requests it read.
+func wantCounts(t *testing.T, srv *rawServer, requests *atomic.Int32, conns, reqs int) {
+	t.Helper()
+	if n := srv.accepted(t); n != conns {
+		t.Errorf("server accepted %d connections, want %d", n, conns)
 	}
-	if n := srv.accepted(t); n != 2 {
-		t.Errorf("server accepted %d connections, want 2", n)
+	if n := int(requests.Load()); n != reqs {
+		t.Errorf("server read %d requests, want %d", n, reqs)
 	}
 }
 
