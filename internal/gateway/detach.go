@@ -54,6 +54,7 @@ type Listener struct {
 
 	streams sync.Map // *detachedStream → struct{}: running streams
 	running atomic.Int64
+	waiting sync.Map // net.Conn → struct{}: given back, awaiting a request
 }
 
 type accepted struct {
@@ -104,13 +105,19 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 }
 
-// Close stops accepting. Connections given back later are closed; the
-// streams running are not affected (see Wait and CloseStreams).
+// Close stops accepting. Connections given back and waiting for their
+// client's next request are closed, as a server's Shutdown closes its
+// idle connections; the streams running are not affected (see Wait and
+// CloseStreams).
 func (l *Listener) Close() error {
 	err := net.ErrClosed
 	l.close.Do(func() {
 		close(l.done)
 		err = l.Listener.Close()
+		l.waiting.Range(func(k, _ any) bool {
+			_ = k.(net.Conn).SetReadDeadline(aLongTimeAgo)
+			return true
+		})
 	})
 	return err
 }
@@ -152,8 +159,16 @@ func (l *Listener) giveBack(c net.Conn, rest []byte) {
 		return
 	}
 	go func() {
+		l.waiting.Store(c, struct{}{})
+		defer l.waiting.Delete(c)
 		var b [1]byte
 		_ = c.SetReadDeadline(time.Now().Add(l.idle))
+		select {
+		case <-l.done: // closed before the deadline above was set
+			_ = c.Close()
+			return
+		default:
+		}
 		n, err := c.Read(b[:])
 		if err != nil || n == 0 {
 			_ = c.Close()

@@ -311,3 +311,26 @@ func startLongStream(t *testing.T, f *fixture) (net.Conn, *http.Response) {
 	}
 	return conn, resp
 }
+
+// TestListenerCloseEndsIdleConnections: closing the listener, as the
+// server's Shutdown does, closes connections given back after a stream
+// that wait for their client's next request.
+func TestListenerCloseEndsIdleConnections(t *testing.T) {
+	f, ln := detachFixture(t, sim.Config{TimeBetweenTokens: time.Millisecond}, time.Hour)
+	conn := dialGateway(t, f)
+	if _, err := io.WriteString(conn, rawRequest(f, streamBody, "")); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readStream(t, resp.Body)
+	waitFor(t, func() bool { return ln.Streams() == 0 }, "the stream to end")
+	ln.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("idle connection after Close: read err = %v, want EOF", err)
+	}
+}
