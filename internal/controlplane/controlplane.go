@@ -146,6 +146,12 @@ func newWithStore(ctx context.Context, cfg config.Config, log *slog.Logger,
 	s.gateway = gateway.New(gateway.Options{Config: gcfg, Keys: s.keys,
 		Registry: s.registry, Policy: policy, Transport: transport, Logger: log,
 		Metrics: gateway.NewMetrics(s.metrics)})
+	// Detached streams are no connections of the server's any more; this
+	// is where an operator sees how many are open.
+	s.metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "crosslogic_gateway_detached_streams",
+		Help: "Streams of HTTP/1.1 clients being relayed, detached from the HTTP server.",
+	}, func() float64 { return float64(s.gateway.DetachedStreams()) }))
 	s.admin = admin.NewServer(admin.Options{Store: st, Keys: s.keys,
 		Registry: s.registry, Token: cfg.AdminToken, Logger: log, CA: auth.ca})
 	s.prober = &registry.Prober{Registry: s.registry,

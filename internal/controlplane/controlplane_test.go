@@ -1,6 +1,7 @@
 package controlplane_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -504,5 +505,65 @@ func TestDrain(t *testing.T) {
 	}
 	if err := r.stop(); err != nil {
 		t.Errorf("Serve: got %v, want nil", err)
+	}
+}
+
+// TestDetachedStreamsGauge: the open detached streams show on the metrics
+// handler while they run.
+func TestDetachedStreamsGauge(t *testing.T) {
+	release := make(chan struct{})
+	e := newEngine(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, `data: {"id":"c","object":"chat.completion.chunk",`+
+			`"created":1,"choices":[{"index":0,"delta":{"content":"hi"}}]}`+"\n\n")
+		http.NewResponseController(w).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		_, _ = io.WriteString(w, `data: {"id":"c","object":"chat.completion.chunk",`+
+			`"created":1,"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`+
+			"\n\ndata: [DONE]\n\n")
+	})
+	r := start(t, newConfig(t.TempDir(), e))
+	r.waitReady(t, model)
+	gauge := func() string {
+		rec := httptest.NewRecorder()
+		r.cp.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		for line := range strings.Lines(rec.Body.String()) {
+			if v, ok := strings.CutPrefix(line, "crosslogic_gateway_detached_streams "); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		return "missing"
+	}
+	if got := gauge(); got != "0" {
+		t.Fatalf("gauge before any stream = %s, want 0", got)
+	}
+
+	k := r.createKey(t, "streams")
+	req, _ := http.NewRequest(http.MethodPost, r.url+"/v1/chat/completions",
+		strings.NewReader(`{"model":"`+model+`","stream":true,`+
+			`"messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("Authorization", "Bearer "+k.Secret)
+	resp, err := r.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	if got := gauge(); got != "1" {
+		t.Errorf("gauge with a stream open = %s, want 1", got)
+	}
+	close(release)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	deadline := time.Now().Add(10 * time.Second)
+	for gauge() != "0" {
+		if time.Now().After(deadline) {
+			t.Fatalf("gauge after the stream = %s, want 0", gauge())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

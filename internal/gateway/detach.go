@@ -202,6 +202,14 @@ func (c *replayConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
+// DetachedStreams returns how many streams run detached from the server.
+func (g *Gateway) DetachedStreams() int {
+	if l := g.detach.Load(); l != nil {
+		return l.Streams()
+	}
+	return 0
+}
+
 // DetachStreams makes the gateway detach the streams of HTTP/1.1
 // clients from the server that accepts from l. Call it before serving.
 func (g *Gateway) DetachStreams(l *Listener) { g.detach.Store(l) }
