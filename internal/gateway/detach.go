@@ -274,9 +274,6 @@ func (g *Gateway) serveDetached(x *exchange, start time.Time) bool {
 // connection is closed so the client cannot take a cut answer for whole.
 var errRelayAborted = errors.New("gateway: stream relay aborted")
 
-// errClientGone is the cause of a detached exchange whose client left.
-var errClientGone = errors.New("gateway: client went away")
-
 // detachedRequest is what a detached stream keeps of r: what a
 // continuation on another node is built from.
 func detachedRequest(r *http.Request) *http.Request {
