@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -21,6 +20,7 @@ import (
 	"github.com/crosslogic/crosslogic/internal/apikey"
 	"github.com/crosslogic/crosslogic/internal/balancer"
 	"github.com/crosslogic/crosslogic/internal/gateway"
+	"github.com/crosslogic/crosslogic/internal/openai"
 	"github.com/crosslogic/crosslogic/internal/registry"
 	"github.com/crosslogic/crosslogic/internal/sim"
 	"github.com/crosslogic/crosslogic/internal/store"
@@ -218,43 +218,11 @@ func (c call) want() string {
 	return sim.Continue(int64(c.seed), c.maxTokens, c.prompt)
 }
 
-// usage is OpenAI's token usage.
-type usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
-}
-
-// chunk is an answer or a stream event, chat or completion.
-type chunk struct {
-	ID      string `json:"id"`
-	Choices []struct {
-		Index        int     `json:"index"`
-		Text         string  `json:"text"`
-		FinishReason *string `json:"finish_reason"`
-		Delta        struct {
-			Content string `json:"content"`
-		} `json:"delta"`
-		Message struct {
-			Content string `json:"content"`
-		} `json:"message"`
-	} `json:"choices"`
-	Usage *usage          `json:"usage"`
-	Error json.RawMessage `json:"error"`
-}
-
 // result is what a client got for one request.
 type result struct {
-	status    int
-	text      string
-	id        string // of the answer, or of a stream's first chunk
-	otherIDs  int    // stream chunks with another id
-	usage     *usage
-	finish    string
-	done      int    // [DONE] events
-	afterDone int    // events after the first [DONE]
-	errEvent  string // an error event's data, if any
-	body      string // a non-stream answer's body
+	status int
+	body   string // a non-stream answer's body
+	openai.Answer
 }
 
 // send makes the request c and reads the whole answer. progress, when
@@ -285,72 +253,17 @@ func (f *fleet) send(ctx context.Context, c call,
 		if err != nil {
 			return res, fmt.Errorf("reading answer: %w", err)
 		}
-		var a chunk
 		if resp.StatusCode == http.StatusOK {
-			if err := json.Unmarshal(b, &a); err != nil || len(a.Choices) == 0 {
-				return res, fmt.Errorf("answer %q: not a completion (%v)", b, err)
-			}
-			res.id, res.usage = a.ID, a.Usage
-			res.text = a.Choices[0].Message.Content + a.Choices[0].Text
-			if fr := a.Choices[0].FinishReason; fr != nil {
-				res.finish = *fr
-			}
+			res.Answer, err = openai.ParseAnswer(b)
 		}
-		return res, nil
+		return res, err
 	}
-
-	texts := 0
-	r := bufio.NewReader(resp.Body)
-	for {
-		line, err := r.ReadString('\n')
-		if errors.Is(err, io.EOF) && line == "" {
-			return res, nil
-		}
-		if err != nil {
-			return res, fmt.Errorf("reading stream: %w", err)
-		}
-		data, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), "data: ")
-		if !ok {
-			continue
-		}
-		if res.done > 0 {
-			res.afterDone++
-		}
-		if data == "[DONE]" {
-			res.done++
-			continue
-		}
-		var ch chunk
-		if err := json.Unmarshal([]byte(data), &ch); err != nil {
-			return res, fmt.Errorf("event %q: %w", data, err)
-		}
-		if ch.Error != nil {
-			res.errEvent = data
-			continue
-		}
-		switch {
-		case res.id == "":
-			res.id = ch.ID
-		case ch.ID != res.id:
-			res.otherIDs++
-		}
-		if ch.Usage != nil {
-			res.usage = ch.Usage
-		}
-		if len(ch.Choices) > 0 {
-			ch0 := ch.Choices[0]
-			if t := ch0.Delta.Content + ch0.Text; t != "" {
-				res.text += t
-				texts++
-				if progress != nil {
-					progress(res.id, texts)
-				}
-			}
-			if ch0.FinishReason != nil {
-				res.finish = *ch0.FinishReason
-			}
-		}
+	var onText func(*openai.Answer) bool
+	if progress != nil {
+		onText = func(a *openai.Answer) bool { progress(a.ID, a.Texts); return true }
 	}
+	res.Answer, err = openai.ReadStream(resp.Body, onText)
+	return res, err
 }
 
 // check returns what is wrong with res as the answer to c, or nil when
@@ -361,23 +274,23 @@ func check(c call, res result) error {
 	}
 	if c.stream {
 		switch {
-		case res.errEvent != "":
-			return fmt.Errorf("got error event %s after %q, want none", res.errEvent, res.text)
-		case res.done != 1 || res.afterDone != 0:
+		case res.ErrEvent != "":
+			return fmt.Errorf("got error event %s after %q, want none", res.ErrEvent, res.Text)
+		case res.Done != 1 || res.AfterDone != 0:
 			return fmt.Errorf("got %d [DONE] and %d events after it, want one, last",
-				res.done, res.afterDone)
-		case res.otherIDs != 0:
+				res.Done, res.AfterDone)
+		case res.OtherIDs != 0:
 			return fmt.Errorf("got %d chunks with an id other than %s, want none",
-				res.otherIDs, res.id)
+				res.OtherIDs, res.ID)
 		}
 	}
-	if want := c.want(); res.text != want {
-		return fmt.Errorf("got text %q, want %q", res.text, want)
+	if want := c.want(); res.Text != want {
+		return fmt.Errorf("got text %q, want %q", res.Text, want)
 	}
-	if res.finish != "length" {
-		return fmt.Errorf("got finish_reason %q, want length", res.finish)
+	if res.Finish != "length" {
+		return fmt.Errorf("got finish_reason %q, want length", res.Finish)
 	}
-	u, prompt := res.usage, sim.CountTokens(c.prompt)
+	u, prompt := res.Usage, sim.CountTokens(c.prompt)
 	switch {
 	case u == nil:
 		return errors.New("got no usage, want one")
@@ -414,8 +327,12 @@ func (o simOwner) learn(t *testing.T, url string, index int) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var a chunk
-	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := openai.ParseAnswer(b)
+	if err != nil {
 		t.Fatal(err)
 	}
 	base, ok := strings.CutPrefix(a.ID, "cmpl-")
@@ -538,7 +455,7 @@ func TestKillNodeUnderLoad(t *testing.T) {
 		switch {
 		case !c.stream:
 			failed++
-		case results[i].errEvent != "" || errs[i] != nil:
+		case results[i].ErrEvent != "" || errs[i] != nil:
 			broken++
 		default:
 			wrong++
@@ -806,15 +723,15 @@ func TestFailoverRefused(t *testing.T) {
 			if res.status != http.StatusOK {
 				t.Fatalf("got status %d, want 200 (the stream had begun)", res.status)
 			}
-			if !strings.Contains(res.errEvent, `"code":"upstream_error"`) {
-				t.Errorf("got error event %q, want an upstream_error", res.errEvent)
+			if !strings.Contains(res.ErrEvent, `"code":"upstream_error"`) {
+				t.Errorf("got error event %q, want an upstream_error", res.ErrEvent)
 			}
-			if res.done != 0 {
-				t.Errorf("got %d [DONE], want none after an error", res.done)
+			if res.Done != 0 {
+				t.Errorf("got %d [DONE], want none after an error", res.Done)
 			}
 			if first != nil {
-				if want := c.want(); !strings.HasPrefix(want, res.text) || res.text == "" {
-					t.Errorf("got text %q, want a beginning of %q", res.text, want)
+				if want := c.want(); !strings.HasPrefix(want, res.Text) || res.Text == "" {
+					t.Errorf("got text %q, want a beginning of %q", res.Text, want)
 				}
 			}
 			if got := f.count(t, metricRefusals, "reason", tt.wantReason); got != 1 {

@@ -1,17 +1,16 @@
 package harness
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
 
+	"github.com/crosslogic/crosslogic/internal/openai"
 	"github.com/crosslogic/crosslogic/internal/sim"
 )
 
@@ -78,43 +77,11 @@ func mixed(n int) []request {
 	return reqs
 }
 
-// usage is OpenAI's token usage.
-type usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
-}
-
-// chunk is a whole answer or one stream event, chat or completion.
-type chunk struct {
-	ID      string `json:"id"`
-	Choices []struct {
-		Text         string  `json:"text"`
-		FinishReason *string `json:"finish_reason"`
-		Delta        struct {
-			Content string `json:"content"`
-		} `json:"delta"`
-		Message struct {
-			Content string `json:"content"`
-		} `json:"message"`
-	} `json:"choices"`
-	Usage *usage          `json:"usage"`
-	Error json.RawMessage `json:"error"`
-}
-
 // answer is what the client got for one request.
 type answer struct {
-	status    int
-	text      string
-	texts     int    // stream chunks that carried text
-	id        string // of the answer, or of a stream's first chunk
-	otherIDs  int    // stream chunks with another id
-	usage     *usage
-	finish    string
-	done      int  // [DONE] events
-	afterDone int  // events after the first [DONE]
-	errEvent  bool // the stream ended with an error event
-	left      bool // the client went away as planned
+	status int
+	left   bool // the client went away as planned
+	openai.Answer
 }
 
 // client sends requests to the gateway.
@@ -151,75 +118,20 @@ func (c *client) do(ctx context.Context, r request,
 		if err != nil || resp.StatusCode != http.StatusOK {
 			return a, err
 		}
-		var ch chunk
-		if err := json.Unmarshal(b, &ch); err != nil || len(ch.Choices) == 0 {
-			return a, fmt.Errorf("answer %.80q: not a completion", b)
-		}
-		a.id, a.usage = ch.ID, ch.Usage
-		a.text = ch.Choices[0].Message.Content + ch.Choices[0].Text
-		if fr := ch.Choices[0].FinishReason; fr != nil {
-			a.finish = *fr
-		}
-		return a, nil
+		a.Answer, err = openai.ParseAnswer(b)
+		return a, err
 	}
-
-	br := bufio.NewReader(body)
-	for {
-		line, err := br.ReadString('\n')
-		if errors.Is(err, io.EOF) && line == "" {
-			return a, nil
-		}
-		if err != nil {
-			return a, err
-		}
-		data, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), "data: ")
-		if !ok {
-			continue
-		}
-		if a.done > 0 {
-			a.afterDone++
-		}
-		if data == "[DONE]" {
-			a.done++
-			continue
-		}
-		var ch chunk
-		if err := json.Unmarshal([]byte(data), &ch); err != nil {
-			return a, fmt.Errorf("event %.80q: %w", data, err)
-		}
-		if ch.Error != nil {
-			a.errEvent = true
-			continue
-		}
-		switch {
-		case a.id == "":
-			a.id = ch.ID
-		case ch.ID != a.id:
-			a.otherIDs++
-		}
-		if ch.Usage != nil {
-			a.usage = ch.Usage
-		}
-		if len(ch.Choices) == 0 {
-			continue
-		}
-		if fr := ch.Choices[0].FinishReason; fr != nil {
-			a.finish = *fr
-		}
-		t := ch.Choices[0].Delta.Content + ch.Choices[0].Text
-		if t == "" {
-			continue
-		}
-		a.text += t
-		a.texts++
+	a.Answer, err = openai.ReadStream(body, func(s *openai.Answer) bool {
 		if onText != nil {
-			onText(a.id, a.texts)
+			onText(s.ID, s.Texts)
 		}
-		if a.texts == r.leaveAfter {
+		if s.Texts == r.leaveAfter {
 			a.left = true
-			return a, nil // the deferred cancel hangs up
+			return false // the deferred cancel hangs up
 		}
-	}
+		return true
+	})
+	return a, err
 }
 
 // verdict is how one request ended, from the scenario's point of view.
@@ -237,30 +149,30 @@ func judge(r request, a answer, err error) (verdict, string) {
 	want := r.want()
 	switch {
 	case (r.leaveAfter > 0 || r.leaves) && a.left:
-		if !strings.HasPrefix(want, a.text) {
+		if !strings.HasPrefix(want, a.Text) {
 			return mismatched, fmt.Sprintf("got beginning %q, want a beginning of %q",
-				a.text, want)
+				a.Text, want)
 		}
 		return succeeded, ""
 	case err != nil:
 		return failed, err.Error()
 	case a.status != http.StatusOK:
 		return failed, fmt.Sprintf("status %d", a.status)
-	case r.stream && a.errEvent:
-		return failed, fmt.Sprintf("stream ended by an error event after %d chunks", a.texts)
-	case r.stream && a.done == 0:
-		return failed, fmt.Sprintf("stream cut after %d chunks, without [DONE]", a.texts)
-	case r.stream && (a.done != 1 || a.afterDone != 0):
-		return mismatched, fmt.Sprintf("%d [DONE] with %d events after", a.done, a.afterDone)
-	case r.stream && a.otherIDs != 0:
-		return mismatched, fmt.Sprintf("%d chunks with an id other than %s", a.otherIDs, a.id)
-	case a.text != want:
-		return mismatched, fmt.Sprintf("got text %q, want %q", a.text, want)
-	case a.finish != "length":
-		return mismatched, fmt.Sprintf("got finish_reason %q, want length", a.finish)
+	case r.stream && a.ErrEvent != "":
+		return failed, fmt.Sprintf("stream ended by an error event after %d chunks", a.Texts)
+	case r.stream && a.Done == 0:
+		return failed, fmt.Sprintf("stream cut after %d chunks, without [DONE]", a.Texts)
+	case r.stream && (a.Done != 1 || a.AfterDone != 0):
+		return mismatched, fmt.Sprintf("%d [DONE] with %d events after", a.Done, a.AfterDone)
+	case r.stream && a.OtherIDs != 0:
+		return mismatched, fmt.Sprintf("%d chunks with an id other than %s", a.OtherIDs, a.ID)
+	case a.Text != want:
+		return mismatched, fmt.Sprintf("got text %q, want %q", a.Text, want)
+	case a.Finish != "length":
+		return mismatched, fmt.Sprintf("got finish_reason %q, want length", a.Finish)
 	}
 	prompt := sim.CountTokens(r.prompt)
-	if u := a.usage; u == nil || u.PromptTokens != prompt ||
+	if u := a.Usage; u == nil || u.PromptTokens != prompt ||
 		u.CompletionTokens != r.maxTokens || u.TotalTokens != prompt+r.maxTokens {
 		return mismatched, fmt.Sprintf("got usage %+v, want %d prompt and %d completion tokens",
 			u, prompt, r.maxTokens)

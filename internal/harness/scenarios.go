@@ -360,9 +360,9 @@ func (o idOwner) learn(ctx context.Context, url string, index int) error {
 	if err != nil {
 		return fmt.Errorf("asking node %d for its id: %w", index, err)
 	}
-	base, ok := strings.CutPrefix(a.id, "cmpl-")
+	base, ok := strings.CutPrefix(a.ID, "cmpl-")
 	if !ok || len(base) != 32 {
-		return fmt.Errorf("node %d answered id %q, want cmpl- and 32 hex digits", index, a.id)
+		return fmt.Errorf("node %d answered id %q, want cmpl- and 32 hex digits", index, a.ID)
 	}
 	o[base[:16]] = index
 	return nil
