@@ -157,14 +157,8 @@ func TestDetachedConnectionIdle(t *testing.T) {
 	f, _ := detachFixture(t, sim.Config{TimeBetweenTokens: time.Millisecond},
 		50*time.Millisecond)
 	conn := dialGateway(t, f)
-	if _, err := io.WriteString(conn, rawRequest(f, streamBody, "")); err != nil {
-		t.Fatal(err)
-	}
 	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := exchangeRaw(t, conn, br, rawRequest(f, streamBody, ""))
 	readStream(t, resp.Body)
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
@@ -183,13 +177,7 @@ func TestNotDetached(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			conn := dialGateway(t, f)
 			req := strings.Replace(rawRequest(f, streamBody, tc.extra), "HTTP/1.1", tc.proto, 1)
-			if _, err := io.WriteString(conn, req); err != nil {
-				t.Fatal(err)
-			}
-			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp := exchangeRaw(t, conn, bufio.NewReader(conn), req)
 			readStream(t, resp.Body)
 			if !resp.Close {
 				t.Errorf("answer keeps the connection open, want it closed by net/http")
@@ -270,14 +258,8 @@ func TestDetachedErrorAnswer(t *testing.T) {
 		Models: []string{"model-dead"}})
 	conn := dialGateway(t, f)
 	body := `{"model":"model-dead","stream":true,"messages":[{"role":"user","content":"x"}]}`
-	if _, err := io.WriteString(conn, rawRequest(f, body, "")); err != nil {
-		t.Fatal(err)
-	}
 	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := exchangeRaw(t, conn, br, rawRequest(f, body, ""))
 	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("X-Request-Id") == "" {
 		t.Fatalf("status %d, headers %v; want 502 with X-Request-Id", resp.StatusCode,
 			resp.Header)
@@ -286,14 +268,7 @@ func TestDetachedErrorAnswer(t *testing.T) {
 		t.Error("error answer without a code")
 	}
 	// The same connection serves the next request.
-	if _, err := io.WriteString(conn, rawRequest(f, streamBody, "")); err != nil {
-		t.Fatal(err)
-	}
-	resp, err = http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("next request on the connection: %v", err)
-	}
-	readStream(t, resp.Body)
+	readStream(t, exchangeRaw(t, conn, br, rawRequest(f, streamBody, "")).Body)
 }
 
 // startLongStream sends a stream of 5,000 tokens on a raw connection
@@ -302,14 +277,7 @@ func startLongStream(t *testing.T, f *fixture) (net.Conn, *http.Response) {
 	t.Helper()
 	conn := dialGateway(t, f)
 	long := strings.Replace(streamBody, `"max_tokens":12`, `"max_tokens":5000`, 1)
-	if _, err := io.WriteString(conn, rawRequest(f, long, "")); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return conn, resp
+	return conn, exchangeRaw(t, conn, bufio.NewReader(conn), rawRequest(f, long, ""))
 }
 
 // TestListenerCloseEndsIdleConnections: closing the listener, as the
@@ -318,14 +286,8 @@ func startLongStream(t *testing.T, f *fixture) (net.Conn, *http.Response) {
 func TestListenerCloseEndsIdleConnections(t *testing.T) {
 	f, ln := detachFixture(t, sim.Config{TimeBetweenTokens: time.Millisecond}, time.Hour)
 	conn := dialGateway(t, f)
-	if _, err := io.WriteString(conn, rawRequest(f, streamBody, "")); err != nil {
-		t.Fatal(err)
-	}
 	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := exchangeRaw(t, conn, br, rawRequest(f, streamBody, ""))
 	readStream(t, resp.Body)
 	waitFor(t, func() bool { return ln.Streams() == 0 }, "the stream to end")
 	ln.Close()
@@ -333,4 +295,18 @@ func TestListenerCloseEndsIdleConnections(t *testing.T) {
 	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
 		t.Fatalf("idle connection after Close: read err = %v, want EOF", err)
 	}
+}
+
+// exchangeRaw writes the raw request req on conn and reads the head of
+// the answer from br, conn's reader.
+func exchangeRaw(t *testing.T, conn net.Conn, br *bufio.Reader, req string) *http.Response {
+	t.Helper()
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }
