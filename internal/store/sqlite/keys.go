@@ -70,15 +70,18 @@ var errZeroRevocation = errors.New("revocation time is zero")
 // is already revoked keeps the first time and succeeds. It returns an error
 // wrapping store.ErrNotFound when no key has that ID.
 func (s *Store) RevokeKey(ctx context.Context, id string, at time.Time) error {
-	op := fmt.Sprintf("revoke key %q", id)
+	return s.revoke(ctx, "api_keys", fmt.Sprintf("revoke key %q", id), id, at)
+}
+
+// revoke sets revoked_at of the row id of table to at unless it is set
+// already. One statement both keeps the first time and matches the row,
+// so that the count tells a missing row from a revoked one.
+func (s *Store) revoke(ctx context.Context, table, op, id string, at time.Time) error {
 	if millis(at) == 0 {
 		return wrapErr(op, errZeroRevocation)
 	}
-
-	// One statement both keeps the first time and matches the row, so
-	// that the count tells a missing key from a revoked one.
 	err := checkFound(s.db.ExecContext(ctx, `
-		UPDATE api_keys
+		UPDATE `+table+`
 		SET revoked_at = CASE WHEN revoked_at = 0 THEN $1 ELSE revoked_at END
 		WHERE id = $2`,
 		millis(at), id))

@@ -130,19 +130,7 @@ func scanJoinToken(row scanner) (store.JoinToken, error) {
 // token that is already revoked keeps the first time and succeeds. It
 // returns an error wrapping store.ErrNotFound when no token has that ID.
 func (s *Store) RevokeJoinToken(ctx context.Context, id string, at time.Time) error {
-	op := fmt.Sprintf("revoke join token %q", id)
-	if millis(at) == 0 {
-		return wrapErr(op, errZeroRevocation)
-	}
-	err := checkFound(s.db.ExecContext(ctx, `
-		UPDATE join_tokens
-		SET revoked_at = CASE WHEN revoked_at = 0 THEN $1 ELSE revoked_at END
-		WHERE id = $2`,
-		millis(at), id))
-	if err != nil {
-		return wrapErr(op, err)
-	}
-	return nil
+	return s.revoke(ctx, "join_tokens", fmt.Sprintf("revoke join token %q", id), id, at)
 }
 
 // JoinNode consumes one use of the join token tokenID and stores n, with
