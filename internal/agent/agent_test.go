@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/crosslogic/crosslogic/internal/agentapi"
+	"github.com/crosslogic/crosslogic/internal/logtest"
 	"github.com/crosslogic/crosslogic/internal/pki"
 	"github.com/crosslogic/crosslogic/internal/sim"
 )
@@ -34,7 +35,7 @@ func newEnv(t *testing.T, engineCfg sim.Config) *env {
 		clock:  clock,
 		cp:     startFakeCP(t, newPKI(t, clock)),
 		engine: startEngine(t, engineCfg),
-		logs:   newLogRecorder(t),
+		logs:   logtest.New(t),
 	}
 }
 
@@ -198,7 +199,7 @@ func TestJoinRetriesServerErrors(t *testing.T) {
 		e.clock.Advance(want)
 	}
 	ra.waitReady(t)
-	if !e.logs.has("join failed; retrying") {
+	if !e.logs.Has("join failed; retrying") {
 		t.Error("no warning about the failed join")
 	}
 }
@@ -590,7 +591,7 @@ func TestRenewalRetriesUntilExpiry(t *testing.T) {
 
 	// The first retry comes after 1s (±20%; Rand is 0.5).
 	e.clock.waitTimerFor(t, "a renewal retry", time.Second)
-	if !e.logs.has("certificate renewal failed") {
+	if !e.logs.Has("certificate renewal failed") {
 		t.Error("no warning about the failed renewal")
 	}
 
@@ -709,7 +710,7 @@ func TestDrainTimeoutCutsRequests(t *testing.T) {
 	if err := ra.stop(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if !e.logs.has("drain timeout; cutting requests in flight") {
+	if !e.logs.Has("drain timeout; cutting requests in flight") {
 		t.Error("no warning about cut requests")
 	}
 	if _, _, deregs := e.cp.counts(); deregs != 1 {

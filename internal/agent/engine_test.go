@@ -67,9 +67,9 @@ func TestSupervisedEngine(t *testing.T) {
 	ra := start(t, cfg).waitReady(t)
 
 	waitFor(t, "the engine's word on the join token", func() bool {
-		return e.logs.hasAttr("engine output", "line", "test engine sees the join token")
+		return e.logs.HasAttr("engine output", "line", "test engine sees the join token")
 	})
-	if e.logs.hasAttr("engine output", "line", "test engine sees the join token: true") {
+	if e.logs.HasAttr("engine output", "line", "test engine sees the join token: true") {
 		t.Error("the join token reached the engine's environment")
 	}
 
@@ -78,7 +78,7 @@ func TestSupervisedEngine(t *testing.T) {
 		t.Fatal("no engine process")
 	}
 	waitFor(t, "the engine's output in the log", func() bool {
-		return e.logs.hasAttr("engine output", "line", "test engine listening on")
+		return e.logs.HasAttr("engine output", "line", "test engine listening on")
 	})
 
 	if err := ra.stop(t); err != nil {
@@ -87,7 +87,7 @@ func TestSupervisedEngine(t *testing.T) {
 	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("engine %d still exists after Run returned (kill: %v)", pid, err)
 	}
-	if !e.logs.has("engine stopped") {
+	if !e.logs.Has("engine stopped") {
 		t.Error("no log record of the engine stopping")
 	}
 }

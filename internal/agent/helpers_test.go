@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/crosslogic/crosslogic/internal/agentapi"
+	"github.com/crosslogic/crosslogic/internal/logtest"
 	"github.com/crosslogic/crosslogic/internal/openai"
 	"github.com/crosslogic/crosslogic/internal/pki"
 	"github.com/crosslogic/crosslogic/internal/sim"
@@ -149,76 +150,11 @@ func (c *fakeClock) hasTimer(match func(*fakeTimer) bool) bool {
 	return slices.ContainsFunc(c.timers, match)
 }
 
-// logRecorder is a slog.Handler that keeps every record for tests to
-// search, and prints them if the test fails.
-type logRecorder struct {
-	mu      *sync.Mutex
-	records *[]logRecord
-	attrs   []slog.Attr
-}
-
-type logRecord struct {
-	Level slog.Level
-	Msg   string
-	Attrs map[string]string
-}
-
-func newLogRecorder(t *testing.T) *logRecorder {
-	h := &logRecorder{mu: new(sync.Mutex), records: new([]logRecord)}
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		for _, r := range *h.records {
-			t.Logf("log: %v %s %v", r.Level, r.Msg, r.Attrs)
-		}
-	})
-	return h
-}
-
-func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
-	rec := logRecord{Level: r.Level, Msg: r.Message, Attrs: map[string]string{}}
-	for _, a := range h.attrs {
-		rec.Attrs[a.Key] = a.Value.String()
-	}
-	r.Attrs(func(a slog.Attr) bool {
-		rec.Attrs[a.Key] = a.Value.String()
-		return true
-	})
-	h.mu.Lock()
-	*h.records = append(*h.records, rec)
-	h.mu.Unlock()
-	return nil
-}
-
-func (h *logRecorder) WithAttrs(attrs []slog.Attr) slog.Handler {
-	c := *h
-	c.attrs = append(slices.Clone(h.attrs), attrs...)
-	return &c
-}
-
-func (h *logRecorder) WithGroup(string) slog.Handler { return h }
-
-// has reports whether a record with message msg was logged.
-func (h *logRecorder) has(msg string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return slices.ContainsFunc(*h.records, func(r logRecord) bool { return r.Msg == msg })
-}
-
-// hasAttr reports whether a record with message msg and an attribute key
-// containing substr was logged.
-func (h *logRecorder) hasAttr(msg, key, substr string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return slices.ContainsFunc(*h.records, func(r logRecord) bool {
-		return r.Msg == msg && strings.Contains(r.Attrs[key], substr)
-	})
-}
+// logRecorder keeps the logs of a test.
+type (
+	logRecorder = logtest.Recorder
+	logRecord   = logtest.Record
+)
 
 // pkiEnv is a CA on a fake clock, as the control plane runs it.
 type pkiEnv struct {

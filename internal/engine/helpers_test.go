@@ -1,20 +1,18 @@
 package engine
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/crosslogic/crosslogic/internal/logtest"
 	"github.com/crosslogic/crosslogic/internal/sim"
 )
 
@@ -133,60 +131,11 @@ func processGone(pid int) bool {
 	return i >= 0 && i+2 < len(s) && (s[i+2] == 'Z' || s[i+2] == 'X')
 }
 
-// logRecorder is a slog.Handler that keeps every record, with the
-// attributes of its logger, for tests to search.
-type logRecorder struct {
-	mu      *sync.Mutex
-	records *[]logRecord
-	attrs   []slog.Attr
-}
-
-type logRecord struct {
-	Level slog.Level
-	Msg   string
-	Attrs map[string]string
-}
-
-func newLogRecorder() *logRecorder {
-	return &logRecorder{mu: new(sync.Mutex), records: new([]logRecord)}
-}
-
-func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
-	rec := logRecord{Level: r.Level, Msg: r.Message, Attrs: map[string]string{}}
-	for _, a := range h.attrs {
-		rec.Attrs[a.Key] = a.Value.String()
-	}
-	r.Attrs(func(a slog.Attr) bool {
-		rec.Attrs[a.Key] = a.Value.String()
-		return true
-	})
-	h.mu.Lock()
-	*h.records = append(*h.records, rec)
-	h.mu.Unlock()
-	return nil
-}
-
-func (h *logRecorder) WithAttrs(attrs []slog.Attr) slog.Handler {
-	c := *h
-	c.attrs = append(append([]slog.Attr(nil), h.attrs...), attrs...)
-	return &c
-}
-
-func (h *logRecorder) WithGroup(string) slog.Handler { return h }
-
-// find returns the first record for which match holds.
-func (h *logRecorder) find(match func(logRecord) bool) (logRecord, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, r := range *h.records {
-		if match(r) {
-			return r, true
-		}
-	}
-	return logRecord{}, false
-}
+// logRecorder keeps the logs of a test.
+type (
+	logRecorder = logtest.Recorder
+	logRecord   = logtest.Record
+)
 
 // output returns a matcher for an engine output line on stream that
 // contains substr.
@@ -195,16 +144,4 @@ func output(stream, substr string) func(logRecord) bool {
 		return r.Msg == "engine output" && r.Attrs["component"] == "engine" &&
 			r.Attrs["stream"] == stream && strings.Contains(r.Attrs["line"], substr)
 	}
-}
-
-// logCount returns how many records match.
-func logCount(h *logRecorder, match func(logRecord) bool) int {
-	n := 0
-	h.find(func(r logRecord) bool {
-		if match(r) {
-			n++
-		}
-		return false
-	})
-	return n
 }

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/crosslogic/crosslogic/internal/logtest"
 )
 
 // childPID returns the PID the helper printed for the child started by
@@ -21,7 +23,7 @@ func childPID(t *testing.T, logs *logRecorder, n int) int {
 	var pids []int
 	waitFor(t, fmt.Sprintf("child %d's pid in the log", n), func() bool {
 		pids = pids[:0]
-		logs.find(func(r logRecord) bool {
+		logs.Find(func(r logRecord) bool {
 			if rest, ok := strings.CutPrefix(r.Attrs["line"], "helper child pid "); ok {
 				if pid, err := strconv.Atoi(rest); err == nil && !slices.Contains(pids, pid) {
 					pids = append(pids, pid)
@@ -66,7 +68,7 @@ func runSupervisor(t *testing.T, s *Supervisor) (stop func()) {
 
 func TestSupervisorRestartsAndStopsTheGroup(t *testing.T) {
 	port := freePort(t)
-	logs := newLogRecorder()
+	logs := logtest.New(t)
 	s, err := NewSupervisor(SupervisorConfig{
 		Command: helperCommand(t),
 		Env: []string{"ENGINE_HELPER=serve", "ENGINE_PORT=" + port,
@@ -89,7 +91,7 @@ func TestSupervisorRestartsAndStopsTheGroup(t *testing.T) {
 	}
 	child1 := childPID(t, logs, 1)
 	waitFor(t, "the first child to start", func() bool {
-		return logCount(logs, output("stdout", "helper child started")) == 1
+		return logs.Count(output("stdout", "helper child started")) == 1
 	})
 
 	// A crash: the supervisor restarts the engine and kills what the
@@ -109,7 +111,7 @@ func TestSupervisorRestartsAndStopsTheGroup(t *testing.T) {
 	waitFor(t, "the first engine's child to be gone", func() bool { return processGone(child1) })
 	child2 := childPID(t, logs, 2)
 	waitFor(t, "the second child to start", func() bool {
-		return logCount(logs, output("stdout", "helper child started")) == 2
+		return logs.Count(output("stdout", "helper child started")) == 2
 	})
 
 	// A graceful stop reaches the whole group.
@@ -128,11 +130,11 @@ func TestSupervisorRestartsAndStopsTheGroup(t *testing.T) {
 		{"stderr", "helper says hello on stderr"},
 		{"stdout", "helper got SIGTERM"},
 	} {
-		if _, ok := logs.find(output(want.stream, want.line)); !ok {
+		if _, ok := logs.Find(output(want.stream, want.line)); !ok {
 			t.Errorf("no %s line %q in the log", want.stream, want.line)
 		}
 	}
-	if _, ok := logs.find(func(r logRecord) bool {
+	if _, ok := logs.Find(func(r logRecord) bool {
 		return r.Msg == "engine did not stop in time; killing it"
 	}); ok {
 		t.Error("engine was killed; want it to stop on SIGTERM")
@@ -141,7 +143,7 @@ func TestSupervisorRestartsAndStopsTheGroup(t *testing.T) {
 
 func TestSupervisorKillsAnEngineThatIgnoresSIGTERM(t *testing.T) {
 	port := freePort(t)
-	logs := newLogRecorder()
+	logs := logtest.New(t)
 	s, err := NewSupervisor(SupervisorConfig{
 		Command: helperCommand(t),
 		Env: []string{"ENGINE_HELPER=serve", "ENGINE_PORT=" + port,
@@ -163,7 +165,7 @@ func TestSupervisorKillsAnEngineThatIgnoresSIGTERM(t *testing.T) {
 	if !processGone(pid) {
 		t.Errorf("engine %d still alive after Run returned", pid)
 	}
-	if _, ok := logs.find(func(r logRecord) bool {
+	if _, ok := logs.Find(func(r logRecord) bool {
 		return r.Msg == "engine did not stop in time; killing it"
 	}); !ok {
 		t.Error("no log record of the engine being killed")
@@ -171,7 +173,7 @@ func TestSupervisorKillsAnEngineThatIgnoresSIGTERM(t *testing.T) {
 }
 
 func TestSupervisorBacksOffAnEngineThatKeepsExiting(t *testing.T) {
-	logs := newLogRecorder()
+	logs := logtest.New(t)
 	s, err := NewSupervisor(SupervisorConfig{
 		Command:    "echo starting; exit 3",
 		MinBackoff: time.Millisecond,
@@ -190,7 +192,7 @@ func TestSupervisorBacksOffAnEngineThatKeepsExiting(t *testing.T) {
 	if st.LastExit == nil || !strings.Contains(st.LastExit.Error(), "exit status 3") {
 		t.Errorf("LastExit: got %v, want exit status 3", st.LastExit)
 	}
-	if _, ok := logs.find(output("stdout", "starting")); !ok {
+	if _, ok := logs.Find(output("stdout", "starting")); !ok {
 		t.Error("the engine's output is not in the log")
 	}
 }
