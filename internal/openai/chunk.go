@@ -99,15 +99,8 @@ func (s *scanner) members(depth int, fn func(key []byte, vstart int) bool) bool 
 		if !fn(s.b[ks:ke], s.i) {
 			return false
 		}
-		s.ws()
-		switch s.peek() {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return true
-		default:
-			return false
+		if more, ok := s.next('}'); !more {
+			return ok
 		}
 	}
 }
@@ -168,15 +161,8 @@ func (s *scanner) choices(c *Chunk) bool {
 		if !ok {
 			return false
 		}
-		s.ws()
-		switch s.peek() {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			return true
-		default:
-			return false
+		if more, ok := s.next(']'); !more {
+			return ok
 		}
 	}
 }

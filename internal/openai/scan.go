@@ -175,17 +175,26 @@ func (s *scanner) array(depth int) bool {
 		if !s.value(depth) {
 			return false
 		}
-		s.ws()
-		switch s.peek() {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			return true
-		default:
-			return false
+		if more, ok := s.next(']'); !more {
+			return ok
 		}
 	}
+}
+
+// next moves past what follows a member or an element: a comma, when
+// more follow, or close, which ends the object or array. ok is false when
+// it is neither.
+func (s *scanner) next(close byte) (more, ok bool) {
+	s.ws()
+	switch s.peek() {
+	case ',':
+		s.i++
+		return true, true
+	case close:
+		s.i++
+		return false, true
+	}
+	return false, false
 }
 
 // str skips a string and returns the bounds of its contents and whether
