@@ -153,34 +153,12 @@ func (f *fleet) node(t *testing.T, id string) *registry.Node {
 }
 
 // count sums the series of a gateway counter whose labels include the
-// given name, value pairs. It reads them through the registry rather than
-// prometheus/testutil, whose dependencies go.mod does not require.
+// given name, value pairs.
 func (f *fleet) count(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	families, err := f.metrics.Gather()
+	sum, err := gateway.CounterSum(f.metrics, name, labels...)
 	if err != nil {
 		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range families {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, l := range m.GetLabel() {
-					if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue series
-				}
-			}
-			sum += m.GetCounter().GetValue()
-		}
 	}
 	return sum
 }

@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"math"
+	"slices"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics are the gateway's Prometheus counters. They count what goes
@@ -105,4 +107,38 @@ func (b *retryBudget) withdraw() bool {
 			return true
 		}
 	}
+}
+
+// CounterSum adds up the series of the counter name gathered from g whose
+// labels include every given name, value pair: how the failure harness
+// and tests read what the gateway counted.
+func CounterSum(g prometheus.Gatherer, name string, labels ...string) (float64, error) {
+	families, err := g.Gather()
+	if err != nil {
+		return 0, err
+	}
+	sum := 0.0
+	for _, mf := range families {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if hasLabels(m.GetLabel(), labels) {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum, nil
+}
+
+// hasLabels reports whether have holds every name, value pair of want.
+func hasLabels(have []*dto.LabelPair, want []string) bool {
+	for i := 0; i+1 < len(want); i += 2 {
+		if !slices.ContainsFunc(have, func(l *dto.LabelPair) bool {
+			return l.GetName() == want[i] && l.GetValue() == want[i+1]
+		}) {
+			return false
+		}
+	}
+	return true
 }

@@ -165,30 +165,11 @@ func (f *fleet) close() {
 }
 
 // count sums the series of a gateway counter whose labels include the
-// given name, value pairs.
+// given name, value pairs; -1 when the metrics cannot be read.
 func (f *fleet) count(name string, labels ...string) int {
-	families, err := f.metrics.Gather()
+	sum, err := gateway.CounterSum(f.metrics, name, labels...)
 	if err != nil {
 		return -1
-	}
-	sum := 0.0
-	for _, mf := range families {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, l := range m.GetLabel() {
-					found = found || l.GetName() == labels[i] && l.GetValue() == labels[i+1]
-				}
-				if !found {
-					continue series
-				}
-			}
-			sum += m.GetCounter().GetValue()
-		}
 	}
 	return int(sum)
 }
