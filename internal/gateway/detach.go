@@ -230,7 +230,8 @@ func (g *Gateway) serveDetached(x *exchange, start time.Time) bool {
 	if err != nil {
 		return false // not an HTTP/1 connection of net/http's
 	}
-	d := &detachedStream{l: l, conn: conn, header: x.w.Header().Clone(),
+	// net/http leaves the header map of a hijacked answer alone.
+	d := &detachedStream{l: l, conn: conn, header: x.w.Header(),
 		watchDone: make(chan struct{})}
 	// A client may have sent its next request already; those bytes must
 	// reach the server with the connection.

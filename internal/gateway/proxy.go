@@ -325,8 +325,10 @@ func (g *Gateway) send(x *exchange, node *registry.Node,
 	// request path is spared a context, a cancel and their registration.
 	ownTimer := wait < g.cfg.ResponseHeaderTimeout
 	ctx, cancel := x.ctx, context.CancelCauseFunc(noCancel)
+	end := func() {} // what the caller calls when done with the answer
 	if ownTimer || x.fields.Stream {
 		ctx, cancel = context.WithCancelCause(x.ctx)
+		end = func() { cancel(nil) }
 	}
 	out := nodeRequest(ctx, node, x.r.URL.Path, body)
 	copyRequestHeader(out.Header, x.r.Header)
@@ -359,7 +361,7 @@ func (g *Gateway) send(x *exchange, node *registry.Node,
 		cancel(nil)
 		return nil, nil, err
 	}
-	return resp, func() { cancel(nil) }, nil
+	return resp, end, nil
 }
 
 // noCancel stands for the cancel of an attempt that has no context of its
